@@ -1,0 +1,807 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/recstream/recstream/schemas"
+)
+
+// Defaults of ReaderConfig.
+const (
+	DefaultTopic              = "clickstream.events"
+	DefaultGroupID            = "recstream"
+	DefaultDeadLetterTopic    = "clickstream.dlq"
+	DefaultStartOffset        = StartEarliest
+	DefaultFetchMaxBytes      = 10 << 20
+	DefaultMaxBufferedBatches = 2
+	DefaultSessionTimeout     = 30 * time.Second
+	DefaultHeartbeatInterval  = 3 * time.Second
+
+	// StartEarliest starts a partition without a committed offset at its
+	// first record.
+	StartEarliest = "earliest"
+	// StartLatest starts a partition without a committed offset at its end:
+	// only records produced after the consumer joined are read.
+	StartLatest = "latest"
+)
+
+// ErrClosed is returned by Next and Commit after Close.
+var ErrClosed = errors.New("consumers: consumer closed")
+
+// fetchMaxWait is how long the broker holds a fetch of a partition with no
+// new records; it bounds nothing the user sees (a fetch returns as soon as
+// one record arrives) and only paces polling of idle partitions.
+const fetchMaxWait = 500 * time.Millisecond
+
+// fetchTimeout bounds one fetch round trip, so a broker that stops
+// answering is noticed and the fetch retried on a new connection.
+const fetchTimeout = fetchMaxWait + 30*time.Second
+
+// ReaderConfig configures a Consumer. The zero value of each field means its
+// default; Brokers is required.
+type ReaderConfig struct {
+	// Brokers are the bootstrap addresses (host:port). Required.
+	Brokers []string `yaml:"brokers"`
+	// Topic is the input topic. It must exist: recstream never creates its
+	// input. Zero means "clickstream.events".
+	Topic string `yaml:"topic"`
+	// GroupID is the Kafka consumer group; instances with the same group
+	// share the topic's partitions and its committed offsets. Zero means
+	// "recstream".
+	GroupID string `yaml:"group_id"`
+	// DeadLetterTopic is where rejected records go (written by a
+	// DeadLetterWriter, not by the Consumer). Zero means "clickstream.dlq".
+	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// StartOffset says where to start a partition that has no committed
+	// offset, and where to go when the committed offset is past the end of
+	// the partition: "earliest" or "latest". Zero means "earliest".
+	StartOffset string `yaml:"start_offset"`
+	// FetchMaxBytes bounds one fetch from one partition (the broker returns
+	// at least one record batch even when that is larger). Zero means
+	// 10 MiB.
+	FetchMaxBytes int `yaml:"fetch_max_bytes"`
+	// MaxBufferedBatches is how many complete batches wait for Next before
+	// fetching stops (back-pressure). Zero means 2. See Consumer for the
+	// memory bound it gives.
+	MaxBufferedBatches int `yaml:"max_buffered_batches"`
+	// SessionTimeout is how long the group coordinator waits for a
+	// heartbeat before it declares this instance dead and moves its
+	// partitions. Zero means 30s.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// HeartbeatInterval is how often this instance heartbeats, which is also
+	// how soon it notices a rebalance. Zero means 3s; keep it well below
+	// SessionTimeout.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// Batch bounds each micro-batch.
+	Batch BatchConfig `yaml:"batch"`
+	// Limits is the event contract the decoder enforces.
+	Limits schemas.EventLimits `yaml:"limits"`
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c ReaderConfig) WithDefaults() ReaderConfig {
+	if c.Topic == "" {
+		c.Topic = DefaultTopic
+	}
+	if c.GroupID == "" {
+		c.GroupID = DefaultGroupID
+	}
+	if c.DeadLetterTopic == "" {
+		c.DeadLetterTopic = DefaultDeadLetterTopic
+	}
+	if c.StartOffset == "" {
+		c.StartOffset = DefaultStartOffset
+	}
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = DefaultFetchMaxBytes
+	}
+	if c.MaxBufferedBatches == 0 {
+		c.MaxBufferedBatches = DefaultMaxBufferedBatches
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	c.Batch = c.Batch.WithDefaults()
+	c.Limits = c.Limits.WithDefaults()
+	return c
+}
+
+// Validate reports the first invalid field of c, naming its yaml key
+// (nested keys as batch.max_rows). Zero fields other than brokers are
+// valid: they mean the default.
+func (c ReaderConfig) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("brokers: at least one broker address (host:port) is required")
+	}
+	for i, b := range c.Brokers {
+		if !strings.Contains(b, ":") {
+			return fmt.Errorf("brokers[%d]: %q is not host:port", i, b)
+		}
+	}
+	if c.Topic != "" && c.Topic == c.DeadLetterTopic {
+		return fmt.Errorf("dead_letter_topic: must differ from topic %q", c.Topic)
+	}
+	switch c.StartOffset {
+	case "", StartEarliest, StartLatest:
+	default:
+		return fmt.Errorf("start_offset: must be %q or %q, got %q", StartEarliest, StartLatest, c.StartOffset)
+	}
+	switch {
+	case c.FetchMaxBytes < 0:
+		return fmt.Errorf("fetch_max_bytes: must be > 0 (0 means %d), got %d", DefaultFetchMaxBytes, c.FetchMaxBytes)
+	case c.MaxBufferedBatches < 0:
+		return fmt.Errorf("max_buffered_batches: must be > 0 (0 means %d), got %d", DefaultMaxBufferedBatches, c.MaxBufferedBatches)
+	case c.SessionTimeout < 0:
+		return fmt.Errorf("session_timeout: must be > 0 (0 means %s), got %s", DefaultSessionTimeout, c.SessionTimeout)
+	case c.HeartbeatInterval < 0:
+		return fmt.Errorf("heartbeat_interval: must be > 0 (0 means %s), got %s", DefaultHeartbeatInterval, c.HeartbeatInterval)
+	}
+	if d := c.WithDefaults(); d.HeartbeatInterval >= d.SessionTimeout {
+		return fmt.Errorf("heartbeat_interval: must be below session_timeout (%s), got %s", d.SessionTimeout, d.HeartbeatInterval)
+	}
+	if err := c.Batch.Validate(); err != nil {
+		return fmt.Errorf("batch.%w", err)
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("limits.%w", err)
+	}
+	return nil
+}
+
+// Consumer reads the input topic as a member of a Kafka consumer group and
+// returns micro-batches of decoded events and rejected records.
+//
+// Membership and partition assignment use kafka-go's group API; each
+// assigned partition is fetched in bulk on its own connection to the
+// partition leader, its records decoded and validated on the fetching
+// goroutine and appended to one shared Batcher. Batches come out of Next in
+// input order per partition.
+//
+// Back-pressure and memory: when MaxBufferedBatches complete batches wait
+// for Next, fetchers stop appending and wait. At most MaxBufferedBatches + 1
+// batches (the one being built) are held, each at most Batch.MaxBytes of
+// record values plus its Arrow columns, and each assigned partition's
+// fetcher holds at most one fetch response (about FetchMaxBytes) while it
+// waits. Nothing else grows while Next is not called.
+//
+// Offsets: Commit commits through the current group generation. Records
+// are delivered at least once: after a crash or a rebalance, a partition
+// restarts at its committed offset, so records returned by Next but not yet
+// committed are read again by whoever owns the partition next. Within one
+// Consumer, a partition that stays assigned across a rebalance resumes after
+// the last record Next returned, so this instance does not return a record
+// twice.
+//
+// Error classes: Next returns ctx.Err() or ErrClosed; broker and network
+// errors while fetching are retried with backoff and logged, never
+// returned; a partition whose committed offset has been deleted by
+// retention restarts at its first available offset (logged as a warning
+// with the number of records skipped).
+type Consumer struct {
+	cfg     ReaderConfig
+	log     *zap.Logger
+	dialer  *kafka.Dialer
+	group   *kafka.ConsumerGroup
+	startAt int64 // kafka.FirstOffset or kafka.LastOffset
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the membership loop exits
+
+	mu sync.Mutex
+	// changed is closed and replaced whenever something a waiter may wait
+	// for happens: a batch is queued or taken, the batch being built gets
+	// its first record, a generation starts or ends, the consumer closes.
+	changed chan struct{}
+	closed  bool
+	// epoch changes whenever a generation starts or ends: a fetcher whose
+	// epoch is stale stops appending.
+	epoch   uint64
+	gen     *kafka.Generation // nil between generations
+	batcher *Batcher
+	ready   []*schemas.EventBatch // complete batches for Next, oldest first
+	// assigned holds the partitions of the current generation.
+	assigned map[int]bool
+	// delivered is, per partition owned, the offset after the last record
+	// Next returned: where to resume if the partition stays assigned.
+	delivered map[int]int64
+	// committed is, per partition owned, the last offset committed (or
+	// found committed when the generation started); older commits are
+	// skipped.
+	committed map[int]int64
+}
+
+// NewConsumer checks cfg, checks that the input topic exists (it waits up
+// to 30s for the brokers to answer), and starts joining the consumer group.
+// Partitions are fetched once the group assigns them; call Next to receive
+// batches and Close to leave the group. log nil means no logging.
+func NewConsumer(cfg ReaderConfig, log *zap.Logger) (*Consumer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("consumer config: %w", err)
+	}
+	cfg = cfg.WithDefaults()
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.With(zap.String("topic", cfg.Topic), zap.String("group", cfg.GroupID))
+	dialer := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, ClientID: "recstream"}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := checkTopic(ctx, dialer, cfg.Brokers, cfg.Topic); err != nil {
+		return nil, err
+	}
+
+	startAt := int64(kafka.FirstOffset)
+	if cfg.StartOffset == StartLatest {
+		startAt = kafka.LastOffset
+	}
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                    cfg.GroupID,
+		Brokers:               cfg.Brokers,
+		Dialer:                dialer,
+		Topics:                []string{cfg.Topic},
+		HeartbeatInterval:     cfg.HeartbeatInterval,
+		SessionTimeout:        cfg.SessionTimeout,
+		WatchPartitionChanges: true,
+		StartOffset:           startAt,
+		Logger:                kafkaLogger(log, zap.DebugLevel),
+		ErrorLogger:           kafkaLogger(log, zap.WarnLevel),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer group %s: %w", cfg.GroupID, err)
+	}
+	c := &Consumer{
+		cfg:       cfg,
+		log:       log,
+		dialer:    dialer,
+		group:     group,
+		startAt:   startAt,
+		done:      make(chan struct{}),
+		changed:   make(chan struct{}),
+		batcher:   NewBatcher(cfg.Topic, cfg.Batch, nil),
+		assigned:  map[int]bool{},
+		delivered: map[int]int64{},
+		committed: map[int]int64{},
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	go c.run()
+	return c, nil
+}
+
+// checkTopic fails with an explanation when topic does not exist.
+func checkTopic(ctx context.Context, dialer *kafka.Dialer, brokers []string, topic string) error {
+	var errs []error
+	for _, b := range brokers {
+		parts, err := dialer.LookupPartitions(ctx, "tcp", b, topic)
+		switch {
+		case errors.Is(err, kafka.UnknownTopicOrPartition) || (err == nil && len(parts) == 0):
+			return fmt.Errorf("input topic %q does not exist on %s: create it before starting recstream "+
+				"(it does not create its input topic; partitions bound its parallelism)", topic, b)
+		case err == nil:
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", b, err))
+	}
+	return fmt.Errorf("look up input topic %q: %w", topic, errors.Join(errs...))
+}
+
+// kafkaLogger adapts a zap logger to kafka-go's Printf logger at level,
+// formatting only when the level is enabled.
+func kafkaLogger(log *zap.Logger, level zapcore.Level) kafka.Logger {
+	return kafka.LoggerFunc(func(format string, args ...any) {
+		if ce := log.Check(level, "kafka-go"); ce != nil {
+			ce.Write(zap.String("msg", fmt.Sprintf(format, args...)))
+		}
+	})
+}
+
+// run is the membership loop: it takes each generation kafka-go's group
+// joins and starts its fetchers.
+func (c *Consumer) run() {
+	defer close(c.done)
+	for {
+		gen, err := c.group.Next(c.ctx)
+		if err != nil {
+			if c.ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
+				return
+			}
+			// kafka-go has already backed off (JoinGroupBackoff) where the
+			// error calls for it.
+			c.log.Warn("join consumer group failed; retrying", zap.Error(err))
+			continue
+		}
+		c.startGeneration(gen)
+	}
+}
+
+// startGeneration takes over gen's assignment: it drops whatever is
+// buffered (it belongs to the previous generation and will be read again),
+// works out where each partition starts, and starts one fetcher per
+// partition plus a watcher that notices the generation's end.
+func (c *Consumer) startGeneration(gen *kafka.Generation) {
+	assignments := gen.Assignments[c.cfg.Topic]
+	starts := make(map[int]int64, len(assignments))
+
+	c.mu.Lock()
+	c.epoch++
+	epoch := c.epoch
+	c.dropBufferedLocked()
+	c.gen = gen
+	c.assigned = make(map[int]bool, len(assignments))
+	for _, a := range assignments {
+		c.assigned[a.ID] = true
+		start := a.Offset // committed, or kafka.FirstOffset/LastOffset when none
+		if d, ok := c.delivered[a.ID]; ok && (start < 0 || d > start) {
+			start = d // kept across the rebalance: resume after what Next returned
+		}
+		starts[a.ID] = start
+		if a.Offset >= 0 && a.Offset > c.committed[a.ID] {
+			c.committed[a.ID] = a.Offset
+		}
+	}
+	for p := range c.delivered {
+		if !c.assigned[p] {
+			delete(c.delivered, p)
+		}
+	}
+	for p := range c.committed {
+		if !c.assigned[p] {
+			delete(c.committed, p)
+		}
+	}
+	c.broadcastLocked()
+	c.mu.Unlock()
+
+	parts := make([]int, 0, len(starts))
+	for p := range starts {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	c.log.Info("partitions assigned", zap.Int32("generation", gen.ID), zap.Ints("partitions", parts))
+
+	gen.Start(func(ctx context.Context) {
+		<-ctx.Done()
+		c.endGeneration(epoch)
+	})
+	for _, p := range parts {
+		f := &fetcher{c: c, epoch: epoch, partition: p, next: starts[p],
+			dec: schemas.NewEventDecoder(c.cfg.Limits), log: c.log.With(zap.Int("partition", p))}
+		gen.Start(f.run)
+	}
+}
+
+// endGeneration drops what the ended generation buffered: its partitions
+// may move, and records not yet returned by Next will be read again by
+// their next owner (or by this instance, from where Next left off).
+func (c *Consumer) endGeneration(epoch uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epoch != epoch {
+		return
+	}
+	c.epoch++
+	c.gen = nil
+	c.dropBufferedLocked()
+	c.broadcastLocked()
+}
+
+func (c *Consumer) dropBufferedLocked() {
+	for _, b := range c.ready {
+		b.Release()
+	}
+	c.ready = nil
+	c.batcher.Reset()
+}
+
+func (c *Consumer) broadcastLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// Next returns the next batch, waiting until one is complete: a batch is
+// complete when it reaches Batch.MaxRows or Batch.MaxBytes, or when
+// Batch.Linger has passed since its first record was fetched. The caller
+// owns the batch (Release it) and commits its Commit positions with Commit
+// once every sink has acknowledged it.
+//
+// Next returns ctx.Err() when ctx ends first, and ErrClosed after Close.
+// It is meant for one goroutine.
+func (c *Consumer) Next(ctx context.Context) (*schemas.EventBatch, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		var b *schemas.EventBatch
+		var wait <-chan time.Time
+		if len(c.ready) > 0 {
+			b = c.ready[0]
+			c.ready[0] = nil
+			c.ready = c.ready[1:]
+			if c.batcher.Full() { // a fetcher left it for want of room
+				c.ready = append(c.ready, c.batcher.Flush())
+			}
+		} else if deadline, ok := c.batcher.Deadline(); ok {
+			if d := time.Until(deadline); d <= 0 || c.batcher.Full() {
+				b = c.batcher.Flush()
+			} else {
+				if timer == nil {
+					timer = time.NewTimer(d)
+				} else {
+					timer.Reset(d)
+				}
+				wait = timer.C
+			}
+		}
+		if b != nil {
+			for _, po := range b.Commit {
+				c.delivered[po.Partition] = po.Offset
+			}
+			c.broadcastLocked() // room for fetchers
+			c.mu.Unlock()
+			return b, nil
+		}
+		changed := c.changed
+		c.mu.Unlock()
+
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-changed:
+		case <-wait:
+		}
+	}
+}
+
+// Commit commits pos, the next offsets to read per partition, through the
+// current group generation. The pipeline calls it only after every sink has
+// acknowledged the batch that holds those records.
+//
+// Positions of partitions this instance no longer owns are skipped (their
+// new owner reads them again from the last commit), as are positions at or
+// before what was already committed. Between generations Commit waits for
+// the next one; failed commits are retried with backoff until ctx ends.
+func (c *Consumer) Commit(ctx context.Context, pos []schemas.PartitionOffset) error {
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond),
+		backoff.WithMaxInterval(2*time.Second), backoff.WithMaxElapsedTime(0))
+	var lastErr error
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return ErrClosed
+		}
+		gen, changed := c.gen, c.changed
+		offsets := make(map[int]int64, len(pos))
+		for _, po := range pos {
+			if c.assigned[po.Partition] && po.Offset > c.committed[po.Partition] {
+				offsets[po.Partition] = po.Offset
+			}
+		}
+		c.mu.Unlock()
+
+		var retry <-chan time.Time
+		if gen != nil {
+			if len(offsets) == 0 {
+				return nil
+			}
+			err := gen.CommitOffsets(map[string]map[int]int64{c.cfg.Topic: offsets})
+			if err == nil {
+				c.mu.Lock()
+				if c.gen == gen {
+					for p, o := range offsets {
+						if o > c.committed[p] {
+							c.committed[p] = o
+						}
+					}
+				}
+				c.mu.Unlock()
+				return nil
+			}
+			lastErr = err
+			wait := bo.NextBackOff()
+			c.log.Warn("commit offsets failed; retrying", zap.Error(err), zap.Duration("in", wait))
+			retry = time.After(wait)
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr != nil {
+				return fmt.Errorf("commit offsets of %s: %w (last error: %v)", c.cfg.Topic, ctx.Err(), lastErr)
+			}
+			return fmt.Errorf("commit offsets of %s: waiting for a group generation: %w", c.cfg.Topic, ctx.Err())
+		case <-changed: // a generation started or ended: try with the new one
+		case <-retry:
+		}
+	}
+}
+
+// ConsumerStats is a snapshot of a Consumer's state, for metrics and tests.
+type ConsumerStats struct {
+	// Generation is the current group generation, 0 between generations.
+	Generation int32
+	// Partitions are the partitions assigned in the current generation.
+	Partitions []int
+	// BufferedBatches counts complete batches waiting for Next; it never
+	// exceeds MaxBufferedBatches.
+	BufferedBatches int
+	// PartialRecords counts records in the batch being built.
+	PartialRecords int
+}
+
+// Stats returns a snapshot of the consumer's state.
+func (c *Consumer) Stats() ConsumerStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := ConsumerStats{BufferedBatches: len(c.ready), PartialRecords: c.batcher.Records()}
+	if c.gen != nil {
+		s.Generation = c.gen.ID
+	}
+	for p := range c.assigned {
+		s.Partitions = append(s.Partitions, p)
+	}
+	slices.Sort(s.Partitions)
+	return s
+}
+
+// Close leaves the group, stops the fetchers and frees buffered batches.
+// Batches already returned by Next stay valid; their offsets can no longer
+// be committed by this Consumer. Close is idempotent.
+func (c *Consumer) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.broadcastLocked()
+	c.mu.Unlock()
+
+	c.cancel()
+	err := c.group.Close() // ends the generation, waits for its fetchers, leaves the group
+	<-c.done
+
+	c.mu.Lock()
+	c.dropBufferedLocked()
+	c.batcher.Release()
+	c.gen = nil
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("leave consumer group %s: %w", c.cfg.GroupID, err)
+	}
+	return nil
+}
+
+// add appends one decoded record to the shared batcher, first making room
+// when the record does not fit: it queues the current batch if fewer than
+// MaxBufferedBatches wait, else waits for Next. It returns false when the
+// fetcher must stop: its generation ended, the consumer closed, or ctx
+// ended.
+func (c *Consumer) add(ctx context.Context, epoch uint64, rec *Record, ev *schemas.Event, derr *schemas.DecodeError) bool {
+	c.mu.Lock()
+	for {
+		if c.closed || c.epoch != epoch {
+			c.mu.Unlock()
+			return false
+		}
+		if c.batcher.Fits(len(rec.Value)) {
+			break
+		}
+		if len(c.ready) < c.cfg.MaxBufferedBatches {
+			c.ready = append(c.ready, c.batcher.Flush())
+			c.broadcastLocked()
+			continue
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-changed:
+		}
+		c.mu.Lock()
+	}
+	notify := c.batcher.Records() == 0 // Next must arm the linger timer
+	if derr == nil {
+		c.batcher.AddEvent(rec, ev)
+	} else {
+		c.batcher.AddDeadLetter(rec, derr.Reason, derr.Detail)
+	}
+	if c.batcher.Full() && len(c.ready) < c.cfg.MaxBufferedBatches {
+		c.ready = append(c.ready, c.batcher.Flush())
+		notify = true
+	}
+	if notify {
+		c.broadcastLocked()
+	}
+	c.mu.Unlock()
+	return true
+}
+
+// fetcher reads one partition for one generation.
+type fetcher struct {
+	c         *Consumer
+	epoch     uint64
+	partition int
+	// next is the next offset to fetch: absolute, or kafka.FirstOffset /
+	// kafka.LastOffset until resolved.
+	next int64
+	dec  *schemas.EventDecoder
+	log  *zap.Logger
+	msgs []kafka.Message // reused between fetches
+}
+
+// run fetches until the generation ends, retrying failures with backoff.
+// It returns only once ctx has ended: kafka-go ends the whole generation
+// when any function it started returns.
+func (f *fetcher) run(ctx context.Context) {
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
+	for ctx.Err() == nil {
+		stop, err := f.fetchLoop(ctx, bo)
+		if stop || ctx.Err() != nil {
+			break
+		}
+		wait := bo.NextBackOff()
+		f.log.Warn("fetch failed; retrying", zap.Error(err), zap.Int64("offset", f.next), zap.Duration("in", wait))
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+	<-ctx.Done()
+}
+
+// fetchLoop connects to the partition leader and fetches until an error
+// (returned, to be retried) or until the fetcher must stop (stop true).
+func (f *fetcher) fetchLoop(ctx context.Context, bo backoff.BackOff) (stop bool, err error) {
+	c := f.c
+	conn, err := f.dial(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	// Closing the connection is what interrupts a fetch in flight when the
+	// generation ends.
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
+
+	if err := f.seek(conn); err != nil {
+		return false, err
+	}
+	var ev schemas.Event
+	for {
+		if err := conn.SetReadDeadline(time.Now().Add(fetchTimeout)); err != nil {
+			return false, fmt.Errorf("set read deadline: %w", err)
+		}
+		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: c.cfg.FetchMaxBytes, MaxWait: fetchMaxWait})
+		fetched := time.Now()
+		msgs := f.msgs[:0]
+		for {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			msgs = append(msgs, m)
+		}
+		next := batch.Offset()
+		fetchErr := batch.Close()
+
+		for i := range msgs {
+			m := &msgs[i]
+			rec := Record{Partition: int32(f.partition), Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time, Fetched: fetched}
+			derr := f.dec.Decode(m.Key, m.Value, m.Time, &ev)
+			if !c.add(ctx, f.epoch, &rec, &ev, derr) {
+				return true, nil
+			}
+		}
+		clear(msgs) // let the values be collected; the batcher copied what it keeps
+		f.msgs = msgs[:0]
+		if len(msgs) > 0 {
+			bo.Reset()
+		}
+		if next > f.next {
+			f.next = next
+		}
+
+		switch {
+		case fetchErr == nil:
+		case errors.Is(fetchErr, kafka.RequestTimedOut):
+			// kafka-go's word for a fetch that found no new records within
+			// fetchMaxWait: poll again.
+		case errors.Is(fetchErr, kafka.OffsetOutOfRange):
+			if err := f.resetOutOfRange(conn); err != nil {
+				return false, err
+			}
+		default:
+			return false, fmt.Errorf("fetch %s/%d at offset %d: %w", c.cfg.Topic, f.partition, f.next, fetchErr)
+		}
+	}
+}
+
+// dial connects to the partition's leader through the first broker that
+// answers.
+func (f *fetcher) dial(ctx context.Context) (*kafka.Conn, error) {
+	var errs []error
+	for _, b := range f.c.cfg.Brokers {
+		conn, err := f.c.dialer.DialLeader(ctx, "tcp", b, f.c.cfg.Topic, f.partition)
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("dial leader of %s/%d: %w", f.c.cfg.Topic, f.partition, errors.Join(errs...))
+}
+
+// seek resolves a relative start offset and positions conn at f.next,
+// resetting it when it is out of range.
+func (f *fetcher) seek(conn *kafka.Conn) error {
+	var err error
+	switch f.next {
+	case kafka.FirstOffset:
+		f.next, err = conn.ReadFirstOffset()
+	case kafka.LastOffset:
+		f.next, err = conn.ReadLastOffset()
+	}
+	if err != nil {
+		return fmt.Errorf("read start offset of %s/%d: %w", f.c.cfg.Topic, f.partition, err)
+	}
+	_, err = conn.Seek(f.next, kafka.SeekAbsolute) // checks the offset against the partition's range
+	if errors.Is(err, kafka.OffsetOutOfRange) {
+		return f.resetOutOfRange(conn)
+	}
+	if err != nil {
+		return fmt.Errorf("seek %s/%d to offset %d: %w", f.c.cfg.Topic, f.partition, f.next, err)
+	}
+	return nil
+}
+
+// resetOutOfRange moves f.next into the partition's range: to its first
+// offset when records before it were deleted (retention), else (the
+// partition is shorter than the offset, e.g. the topic was re-created) as
+// StartOffset says.
+func (f *fetcher) resetOutOfRange(conn *kafka.Conn) error {
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return fmt.Errorf("read offset range of %s/%d: %w", f.c.cfg.Topic, f.partition, err)
+	}
+	from := f.next
+	switch {
+	case from < first:
+		f.next = first
+		f.log.Warn("offset is before the partition's first record: records were deleted before being consumed",
+			zap.Int64("offset", from), zap.Int64("first", first), zap.Int64("skipped", first-from))
+	default: // past the end: the partition is shorter than what was read or committed
+		f.next = first
+		if f.c.startAt == kafka.LastOffset {
+			f.next = last
+		}
+		f.log.Warn("offset is past the partition's end; restarting where start_offset says",
+			zap.Int64("offset", from), zap.Int64("last", last), zap.Int64("restart", f.next),
+			zap.String("start_offset", f.c.cfg.StartOffset))
+	}
+	if _, err := conn.Seek(f.next, kafka.SeekAbsolute|kafka.SeekDontCheck); err != nil {
+		return fmt.Errorf("seek %s/%d to offset %d: %w", f.c.cfg.Topic, f.partition, f.next, err)
+	}
+	return nil
+}

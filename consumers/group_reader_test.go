@@ -1,0 +1,403 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recstream/recstream/schemas"
+)
+
+func TestReaderConfigValidate(t *testing.T) {
+	ok := ReaderConfig{Brokers: []string{"127.0.0.1:9092"}}
+	tests := []struct {
+		name string
+		edit func(*ReaderConfig)
+		want string
+	}{
+		{"defaults", func(*ReaderConfig) {}, ""},
+		{"no brokers", func(c *ReaderConfig) { c.Brokers = nil }, "brokers: at least one"},
+		{"broker without port", func(c *ReaderConfig) { c.Brokers = []string{"localhost"} }, `brokers[0]: "localhost" is not host:port`},
+		{"start offset", func(c *ReaderConfig) { c.StartOffset = "middle" }, `start_offset: must be "earliest" or "latest", got "middle"`},
+		{"fetch max bytes", func(c *ReaderConfig) { c.FetchMaxBytes = -1 }, "fetch_max_bytes: must be > 0"},
+		{"buffered batches", func(c *ReaderConfig) { c.MaxBufferedBatches = -1 }, "max_buffered_batches: must be > 0"},
+		{"session timeout", func(c *ReaderConfig) { c.SessionTimeout = -time.Second }, "session_timeout"},
+		{"heartbeat over session", func(c *ReaderConfig) { c.HeartbeatInterval = time.Minute }, "heartbeat_interval: must be below session_timeout"},
+		{"dlq is input", func(c *ReaderConfig) { c.Topic, c.DeadLetterTopic = "a", "a" }, "dead_letter_topic: must differ"},
+		{"batch", func(c *ReaderConfig) { c.Batch.MaxRows = -1 }, "batch.max_rows: must be > 0 (0 means 5000), got -1"},
+		{"limits", func(c *ReaderConfig) { c.Limits.MaxIDBytes = -3 }, "limits.max_id_bytes: must be >= 0"},
+		{"limits types", func(c *ReaderConfig) { c.Limits.Types = []string{"a", "a"} }, `limits.types[1]: "a" duplicates types[0]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := ok
+			tt.edit(&cfg)
+			err := cfg.Validate()
+			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("Validate = %v, want %q", err, tt.want)
+			}
+			if tt.want == "" {
+				return
+			}
+			// NewConsumer refuses the same config with the same message,
+			// before it dials anything.
+			if _, err := NewConsumer(cfg, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("NewConsumer = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	d := ok.WithDefaults()
+	if d.Topic != "clickstream.events" || d.GroupID != "recstream" || d.DeadLetterTopic != "clickstream.dlq" ||
+		d.StartOffset != "earliest" || d.FetchMaxBytes != 10<<20 || d.MaxBufferedBatches != 2 || d.Batch.MaxRows != 5000 ||
+		d.Limits.MaxIDBytes != 128 {
+		t.Errorf("defaults = %+v", d)
+	}
+}
+
+func TestNewConsumerRequiresInputTopic(t *testing.T) {
+	_, addrs := newCluster(t, 1)
+	_, err := NewConsumer(ReaderConfig{Brokers: addrs, Topic: "no.such.topic"}, testLogger(t))
+	if err == nil || !strings.Contains(err.Error(), `input topic "no.such.topic" does not exist`) {
+		t.Fatalf("NewConsumer on a missing topic = %v, want an error saying it does not exist", err)
+	}
+}
+
+// TestConsumerAccountsForEveryRecord checks that batches respect their
+// bounds and that every produced record comes back exactly once, valid or
+// dead-lettered with the right reason.
+func TestConsumerAccountsForEveryRecord(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, addrs := newCluster(t, 4)
+	p := newProducer(t, addrs)
+	p.produce(6000, 4, 10)
+	recSize := len(testEvent(1, 1000))
+
+	tests := []struct {
+		name  string
+		batch BatchConfig
+	}{
+		{"rows", BatchConfig{MaxRows: 700, Linger: time.Second}},
+		{"bytes", BatchConfig{MaxBytes: 300 * recSize, Linger: time.Second}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestConsumer(t, ReaderConfig{Brokers: addrs, GroupID: fmt.Sprintf("g-%d", i), Batch: tt.batch})
+			s := newSeen(t)
+			nextN(ctx, t, c, s, len(p.all), func(b *schemas.EventBatch) {
+				if tt.batch.MaxRows > 0 && b.Records > tt.batch.MaxRows {
+					t.Errorf("batch of %d records, max_rows %d", b.Records, tt.batch.MaxRows)
+				}
+				if tt.batch.MaxBytes > 0 && b.Bytes > tt.batch.MaxBytes {
+					t.Errorf("batch of %d bytes, max_bytes %d", b.Bytes, tt.batch.MaxBytes)
+				}
+			})
+			// Every produced record was returned once (seen fails on
+			// duplicates), and nothing else was.
+			for ps := range p.all {
+				if !s.pos[ps] {
+					t.Fatalf("record %v never returned", ps)
+				}
+			}
+			if len(s.pos) != len(p.all) {
+				t.Fatalf("returned %d records, produced %d", len(s.pos), len(p.all))
+			}
+			wantBad := 0
+			for _, pr := range p.all {
+				if pr.Bad {
+					wantBad++
+				}
+			}
+			if len(s.dead) != wantBad || s.valid+len(s.dead) != len(p.all) {
+				t.Fatalf("valid %d + dead %d, want %d + %d", s.valid, len(s.dead), len(p.all)-wantBad, wantBad)
+			}
+			reasons := map[string]int{}
+			for _, dl := range s.dead {
+				pr := p.all[pos{dl.Partition, dl.Offset}]
+				if !pr.Bad || string(pr.Value) != string(dl.Value) || string(pr.Key) != string(dl.Key) {
+					t.Fatalf("dead letter %d/%d (%s) does not match what was produced: %q %q vs %+v", dl.Partition, dl.Offset, dl.Reason, dl.Key, dl.Value, pr)
+				}
+				reasons[dl.Reason]++
+			}
+			for _, r := range []string{schemas.ReasonMalformedJSON, schemas.ReasonMissingField, schemas.ReasonUnknownType, schemas.ReasonKeyMismatch} {
+				if reasons[r] == 0 {
+					t.Errorf("no dead letter with reason %s: %v", r, reasons)
+				}
+			}
+		})
+	}
+}
+
+func TestConsumerLinger(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, addrs := newCluster(t, 2)
+	c := newTestConsumer(t, ReaderConfig{Brokers: addrs, Batch: BatchConfig{Linger: 300 * time.Millisecond}})
+	waitAssigned(ctx, t, c, 2)
+	p := newProducer(t, addrs)
+	p.produce(3, 2, 0)
+
+	b, err := c.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	waited := time.Since(b.FirstFetched)
+	if b.Records != 3 {
+		t.Errorf("batch of %d records, want the 3 produced", b.Records)
+	}
+	if waited < 300*time.Millisecond || waited > 2*time.Second {
+		t.Errorf("batch returned %s after its first fetch, linger 300ms", waited)
+	}
+}
+
+func waitAssigned(ctx context.Context, t testing.TB, c *Consumer, partitions int) {
+	t.Helper()
+	for len(c.Stats().Partitions) != partitions {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("consumer never got %d partitions: %+v", partitions, c.Stats())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// Let the fetchers resolve their start offsets.
+	time.Sleep(200 * time.Millisecond)
+}
+
+// TestConsumerCommitAndResume: a consumer commits some batches and stops;
+// the next consumer of the group starts exactly after the committed
+// positions, so committed records are not seen again and uncommitted ones
+// are delivered again.
+func TestConsumerCommitAndResume(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, addrs := newCluster(t, 3)
+	p := newProducer(t, addrs)
+	p.produce(3000, 3, 50)
+	cfg := ReaderConfig{Brokers: addrs, GroupID: "resume", Batch: BatchConfig{MaxRows: 200}}
+
+	c1, err := NewConsumer(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1 := newSeen(t)
+	commits := nextN(ctx, t, c1, s1, 2000, nil)
+	// Commit the first half of the batches, as the pipeline would once the
+	// sinks acknowledged them; the rest stays uncommitted.
+	committed := map[int]int64{}
+	for _, pos := range commits[:len(commits)/2] {
+		if err := c1.Commit(ctx, pos); err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+		for _, po := range pos {
+			committed[po.Partition] = po.Offset
+		}
+	}
+	if err := c1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Commit(ctx, commits[0]); !errors.Is(err, ErrClosed) {
+		t.Errorf("Commit after Close = %v, want ErrClosed", err)
+	}
+
+	c2 := newTestConsumer(t, cfg)
+	s2 := newSeen(t)
+	wantAfter := 0
+	for ps := range p.all {
+		if ps.O >= committed[ps.P] {
+			wantAfter++
+		}
+	}
+	nextN(ctx, t, c2, s2, wantAfter, nil)
+	for ps := range s2.pos {
+		if ps.O < committed[ps.P] {
+			t.Fatalf("record %v was committed but returned again", ps)
+		}
+	}
+	redelivered := 0
+	for ps := range s1.pos {
+		if ps.O >= committed[ps.P] {
+			if !s2.pos[ps] {
+				t.Fatalf("record %v was returned but not committed, and never returned again", ps)
+			}
+			redelivered++
+		}
+	}
+	if redelivered == 0 || len(s2.pos) != wantAfter {
+		t.Fatalf("redelivered %d, second consumer saw %d of %d", redelivered, len(s2.pos), wantAfter)
+	}
+}
+
+// TestConsumerBackPressure: when Next is not called, the consumer holds at
+// most MaxBufferedBatches complete batches plus the one being built, and
+// loses nothing once Next resumes.
+func TestConsumerBackPressure(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, addrs := newCluster(t, 4)
+	p := newProducer(t, addrs)
+	p.produce(5000, 4, 0)
+	c := newTestConsumer(t, ReaderConfig{Brokers: addrs, MaxBufferedBatches: 3, Batch: BatchConfig{MaxRows: 100}})
+
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	maxBuffered, full := 0, false
+	for time.Now().Before(deadline) {
+		s := c.Stats()
+		maxBuffered = max(maxBuffered, s.BufferedBatches)
+		if s.BufferedBatches > 3 || s.PartialRecords > 100 {
+			t.Fatalf("consumer buffered beyond its bound: %+v", s)
+		}
+		full = s.BufferedBatches == 3 && s.PartialRecords == 100
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !full || maxBuffered != 3 {
+		t.Fatalf("consumer never filled its bound (3 batches + 1 full partial): max %d, last %+v", maxBuffered, c.Stats())
+	}
+	s := newSeen(t)
+	nextN(ctx, t, c, s, len(p.all), func(b *schemas.EventBatch) {
+		if b.Records > 100 {
+			t.Errorf("batch of %d records", b.Records)
+		}
+	})
+}
+
+// TestConsumerOffsetOutOfRange: records below the committed offset were
+// deleted (retention); the consumer restarts at the first record left.
+func TestConsumerOffsetOutOfRange(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, addrs := newCluster(t, 1)
+	p := newProducer(t, addrs)
+	p.produce(100, 1, 0)
+	cfg := ReaderConfig{Brokers: addrs, GroupID: "oor", Batch: BatchConfig{MaxRows: 10}}
+
+	c1, err := NewConsumer(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1 := newSeen(t)
+	commits := nextN(ctx, t, c1, s1, 10, nil)
+	if err := c1.Commit(ctx, commits[0]); err != nil {
+		t.Fatal(err)
+	}
+	c1.Close()
+	if err := cluster.DeleteRecords(inTopic, 0, 60); err != nil {
+		t.Fatal(err)
+	}
+
+	c2 := newTestConsumer(t, cfg)
+	s2 := newSeen(t)
+	nextN(ctx, t, c2, s2, 40, nil)
+	for ps := range s2.pos {
+		if ps.O < 60 {
+			t.Fatalf("returned deleted record %v", ps)
+		}
+	}
+}
+
+func TestConsumerStartLatest(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, addrs := newCluster(t, 2)
+	p := newProducer(t, addrs)
+	p.produce(50, 2, 0)
+	c := newTestConsumer(t, ReaderConfig{Brokers: addrs, StartOffset: StartLatest, Batch: BatchConfig{Linger: 20 * time.Millisecond}})
+	waitAssigned(ctx, t, c, 2)
+	p.produce(10, 2, 0)
+	s := newSeen(t)
+	nextN(ctx, t, c, s, 10, nil)
+	for ps := range s.pos {
+		if ps.O < 25 {
+			t.Fatalf("start_offset latest returned old record %v", ps)
+		}
+	}
+}
+
+// TestConsumerRebalance: a second member joins while the first consumes;
+// partitions are split between them, each keeps its own records unique,
+// and together they return every record.
+func TestConsumerRebalance(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	_, addrs := newCluster(t, 4)
+	p := newProducer(t, addrs)
+	p.produce(2000, 4, 0)
+	const total = 4000 // two rounds of 2000
+	cfg := ReaderConfig{Brokers: addrs, GroupID: "rebalance", HeartbeatInterval: 100 * time.Millisecond,
+		Batch: BatchConfig{MaxRows: 100, Linger: 10 * time.Millisecond}}
+
+	type member struct {
+		c *Consumer
+		s *seen
+	}
+	var mu sync.Mutex // guards the seen sets while both members run
+	union := map[pos]bool{}
+	consume := func(m member) {
+		for ctx.Err() == nil {
+			b, err := m.c.Next(ctx)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			m.s.add(b)
+			for ps := range m.s.pos {
+				union[ps] = true
+			}
+			done := len(union) == total
+			mu.Unlock()
+			if err := m.c.Commit(ctx, b.Commit); err != nil && ctx.Err() == nil {
+				t.Errorf("Commit: %v", err)
+			}
+			b.Release()
+			if done {
+				cancel()
+			}
+		}
+	}
+	a := member{newTestConsumer(t, cfg), newSeen(t)}
+	var wg sync.WaitGroup
+	wg.Go(func() { consume(a) })
+	// Let the first member take every partition and read some records.
+	for {
+		mu.Lock()
+		n := len(a.s.pos)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b := member{newTestConsumer(t, cfg), newSeen(t)}
+	wg.Go(func() { consume(b) })
+	// Keep producing until both hold partitions, so both have work.
+	for {
+		sa, sb := a.c.Stats(), b.c.Stats()
+		if len(sa.Partitions) > 0 && len(sb.Partitions) > 0 && sa.Generation == sb.Generation {
+			if overlap := slices.ContainsFunc(sa.Partitions, func(p int) bool { return slices.Contains(sb.Partitions, p) }); overlap {
+				t.Errorf("both members own a partition: %v and %v", sa.Partitions, sb.Partitions)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("second member never got partitions: %+v / %+v", sa, sb)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.produce(2000, 4, 0)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(union) != len(p.all) {
+		t.Fatalf("members returned %d distinct records of %d", len(union), len(p.all))
+	}
+	if len(b.s.pos) == 0 {
+		t.Fatalf("second member returned nothing")
+	}
+	t.Logf("first member returned %d records, second %d, of %d (the rest were returned twice around the rebalance)",
+		len(a.s.pos), len(b.s.pos), total)
+}

@@ -1,0 +1,60 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// TopicSpec describes a topic for EnsureTopic.
+type TopicSpec struct {
+	// Name is the topic name. Required.
+	Name string
+	// Partitions is the partition count. Zero means the broker's default.
+	Partitions int
+	// ReplicationFactor is the number of replicas of each partition. Zero
+	// means the broker's default.
+	ReplicationFactor int
+	// Configs are topic-level settings, for example
+	// {"cleanup.policy": "compact"} or {"retention.ms": "604800000"}.
+	Configs map[string]string
+}
+
+// EnsureTopic creates spec's topic when it does not exist. An existing topic
+// is left as it is, even when its partitions or configs differ from spec.
+func EnsureTopic(ctx context.Context, brokers []string, spec TopicSpec) error {
+	if spec.Name == "" {
+		return errors.New("ensure topic: name is required")
+	}
+	if len(brokers) == 0 {
+		return fmt.Errorf("ensure topic %s: no brokers", spec.Name)
+	}
+	// A transport of its own: the shared default caches metadata (FACTS.md).
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport}
+
+	tc := kafka.TopicConfig{Topic: spec.Name, NumPartitions: -1, ReplicationFactor: -1}
+	if spec.Partitions > 0 {
+		tc.NumPartitions = spec.Partitions
+	}
+	if spec.ReplicationFactor > 0 {
+		tc.ReplicationFactor = spec.ReplicationFactor
+	}
+	for _, k := range slices.Sorted(maps.Keys(spec.Configs)) {
+		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: spec.Configs[k]})
+	}
+	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
+	if err == nil {
+		err = resp.Errors[spec.Name]
+	}
+	if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return fmt.Errorf("create topic %s (%d partitions, replication %d): %w",
+			spec.Name, tc.NumPartitions, tc.ReplicationFactor, err)
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+// Package config loads recstream's configuration: one typed struct, read
+// from YAML, overridden by environment variables, validated at start-up.
+//
+// Every field can be set from the environment as RECSTREAM_ followed by its
+// YAML path in upper case with dots as underscores, for example
+// RECSTREAM_INPUT_BATCH_MAX_ROWS=2000 or RECSTREAM_KAFKA_BROKERS=a:9092,b:9092.
+// The value is parsed as YAML (lists may also be comma-separated).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/recstream/recstream/consumers"
+	"github.com/recstream/recstream/internal/pipeline"
+	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/sinks"
+)
+
+// EnvPrefix starts the name of every environment override.
+const EnvPrefix = "RECSTREAM"
+
+// Config is the whole configuration of a recstream process.
+type Config struct {
+	// Kafka holds the brokers shared by the input, the dead-letter topic and
+	// the output topic.
+	Kafka KafkaConfig `yaml:"kafka"`
+	// Input is the clickstream consumer.
+	Input consumers.ReaderConfig `yaml:"input"`
+	// Scorer is the model and user-state configuration.
+	Scorer scorers.Config `yaml:"scorer"`
+	// ClickHouse is the analytics and serving sink.
+	ClickHouse sinks.ClickHouseConfig `yaml:"clickhouse"`
+	// Output is the Kafka output topic of recommendations.
+	Output sinks.KafkaSinkConfig `yaml:"output"`
+	// Pipeline tunes retries and shutdown.
+	Pipeline pipeline.Config `yaml:"pipeline"`
+	// Log sets the log format and level.
+	Log LogConfig `yaml:"log"`
+}
+
+// KafkaConfig names the Kafka cluster.
+type KafkaConfig struct {
+	// Brokers are host:port addresses of the cluster. Required.
+	Brokers []string `yaml:"brokers"`
+}
+
+// LogConfig selects the log output.
+type LogConfig struct {
+	// Level is debug, info, warn or error (default info).
+	Level string `yaml:"level"`
+	// Format is json (production), console (a terminal) or auto (default:
+	// console when stderr is a terminal, json otherwise).
+	Format string `yaml:"format"`
+}
+
+// Load reads a YAML file (empty path: defaults only), applies environment
+// overrides from environ (as os.Environ returns), fills defaults and
+// validates. Errors name the field at fault.
+func Load(path string, environ []string) (Config, error) {
+	var cfg Config
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("read config %s: %w", path, err)
+		}
+		if err := Parse(raw, &cfg); err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&cfg, EnvPrefix, environ); err != nil {
+		return Config{}, fmt.Errorf("config from environment: %w", err)
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		if path != "" {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML into cfg, refusing unknown fields so that a typo is
+// an error rather than a silently ignored setting. Errors name the field by
+// its YAML path, not only by line.
+func Parse(raw []byte, cfg *Config) error {
+	var root yaml.Node
+	// An empty file is io.EOF: all defaults.
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		return fmt.Errorf("parse yaml: %w", err)
+	}
+	if len(root.Content) == 0 {
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			paths := keyPathsByLine(&root, "", map[int]string{})
+			msgs := make([]string, len(te.Errors))
+			for i, m := range te.Errors {
+				msgs[i] = m
+				var line int
+				if _, scanErr := fmt.Sscanf(m, "line %d:", &line); scanErr == nil && paths[line] != "" {
+					msgs[i] = paths[line] + ": " + m
+				}
+			}
+			return fmt.Errorf("parse yaml: %s", strings.Join(msgs, "; "))
+		}
+		return fmt.Errorf("parse yaml: %w", err)
+	}
+	return nil
+}
+
+// keyPathsByLine maps each line holding a mapping key to the key's dotted path.
+func keyPathsByLine(n *yaml.Node, prefix string, out map[int]string) map[int]string {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, c := range n.Content {
+			keyPathsByLine(c, prefix, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			path := n.Content[i].Value
+			if prefix != "" {
+				path = prefix + "." + path
+			}
+			out[n.Content[i].Line] = path
+			keyPathsByLine(n.Content[i+1], path, out)
+		}
+	}
+	return out
+}
+
+// WithDefaults fills zero fields and shares the brokers with every Kafka
+// component that names none of its own.
+func (c Config) WithDefaults() Config {
+	if len(c.Input.Brokers) == 0 {
+		c.Input.Brokers = c.Kafka.Brokers
+	}
+	if len(c.Output.Brokers) == 0 {
+		c.Output.Brokers = c.Kafka.Brokers
+	}
+	c.Input = c.Input.WithDefaults()
+	// The scorer maps type codes to weights by the input's type list.
+	c.Scorer.EventTypes = c.Input.Limits.Types
+	c.Scorer = c.Scorer.WithDefaults()
+	c.ClickHouse = c.ClickHouse.WithDefaults()
+	c.Output = c.Output.WithDefaults()
+	c.Pipeline = c.Pipeline.WithDefaults()
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "auto"
+	}
+	return c
+}
+
+// Validate checks every section; the error names the field by its YAML path.
+func (c Config) Validate() error {
+	if len(c.Kafka.Brokers) == 0 && len(c.Input.Brokers) == 0 {
+		return errors.New("kafka.brokers: at least one broker address is required")
+	}
+	checks := []struct {
+		section string
+		err     error
+	}{
+		{"input", c.Input.Validate()},
+		{"scorer", c.Scorer.Validate()},
+		{"clickhouse", c.ClickHouse.Validate()},
+		{"output", c.Output.Validate()},
+		{"pipeline", c.Pipeline.Validate()},
+		{"log", c.Log.Validate()},
+	}
+	for _, ch := range checks {
+		if ch.err != nil {
+			return fmt.Errorf("%s.%w", ch.section, ch.err)
+		}
+	}
+	return nil
+}
+
+// Validate checks the log settings.
+func (l LogConfig) Validate() error {
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("level: must be debug, info, warn or error, got %q", l.Level)
+	}
+	switch l.Format {
+	case "json", "console", "auto":
+	default:
+		return fmt.Errorf("format: must be json, console or auto, got %q", l.Format)
+	}
+	return nil
+}

@@ -1,0 +1,56 @@
+package pipeline
+
+import "time"
+
+// LatencyHistogram records durations in 1 ms buckets up to a minute, plus an
+// overflow bucket, so that quantiles are exact to the millisecond at a fixed
+// memory cost whatever the number of samples. Not safe for concurrent use.
+type LatencyHistogram struct {
+	buckets [60_000]uint64
+	over    uint64
+	count   uint64
+	max     time.Duration
+}
+
+// NewLatencyHistogram returns an empty histogram.
+func NewLatencyHistogram() *LatencyHistogram { return &LatencyHistogram{} }
+
+// Record adds one sample; negative samples (clock skew) count as zero.
+func (h *LatencyHistogram) Record(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	ms := d / time.Millisecond
+	if ms < time.Duration(len(h.buckets)) {
+		h.buckets[ms]++
+	} else {
+		h.over++
+	}
+	h.count++
+	if d > h.max {
+		h.max = d
+	}
+}
+
+// Count is the number of samples.
+func (h *LatencyHistogram) Count() uint64 { return h.count }
+
+// Max is the largest sample.
+func (h *LatencyHistogram) Max() time.Duration { return h.max }
+
+// Quantile returns the upper bound of the bucket holding quantile q (0..1);
+// 0 when empty.
+func (h *LatencyHistogram) Quantile(q float64) time.Duration {
+	if h.count == 0 {
+		return 0
+	}
+	rank := uint64(q*float64(h.count-1)) + 1
+	var seen uint64
+	for i, c := range h.buckets {
+		seen += c
+		if seen >= rank {
+			return time.Duration(i+1) * time.Millisecond
+		}
+	}
+	return h.max
+}

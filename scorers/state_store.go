@@ -1,0 +1,267 @@
+package scorers
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// noTs marks a user that has no event applied yet.
+const noTs = math.MinInt64
+
+// noSlot is the nil link of the recency list.
+const noSlot = -1
+
+// UserState is one user's state as the store keeps it, in a form a
+// checkpoint can write and read back (StateStore.Each, StateStore.Put).
+type UserState struct {
+	// UserID is the user's id.
+	UserID string
+	// State is the model's user vector, D values.
+	State []float32
+	// NewestTsMs is the newest event time applied (Unix ms): the clock the
+	// next event's decay is measured from, and the record's event_ts.
+	// math.MinInt64 when no event was applied yet.
+	NewestTsMs int64
+	// Partition and Offset are the input position of the last event
+	// applied; events at or before it in the same partition are recognised
+	// as already applied (a replay after a restore) and skipped. Offset is
+	// -1 when no event was applied yet.
+	Partition int32
+	Offset    int64
+	// Bought holds the item indices to exclude from the user's
+	// recommendations, oldest first, at most StateStore.MaxExclude.
+	Bought []int32
+}
+
+// userMeta is the per-user bookkeeping kept beside the state vector.
+type userMeta struct {
+	newestTsMs int64
+	offset     int64
+	partition  int32
+	nBought    uint16 // valid entries in the bought list
+}
+
+// StateStore keeps every known user's state in flat arrays indexed by a
+// slot: one arena of D float32 per user, a bounded list of bought item
+// indices per user and a little bookkeeping. A map from user id to slot is
+// the only per-user allocation. When MaxUsers users are stored, taking a new
+// one evicts the user idle longest (the least recently refreshed); Evictions
+// counts them. An evicted user who comes back starts from a cold state.
+//
+// A StateStore is not safe for concurrent use; the scorer that owns it
+// serialises access.
+type StateStore struct {
+	dim        int
+	maxExclude int
+	maxUsers   int
+
+	index  map[string]int32 // user id -> slot
+	ids    []string         // slot -> user id
+	states []float32        // slot*dim ... slot*dim+dim
+	meta   []userMeta
+	bought []int32 // slot*maxExclude ...: bought item indices, oldest first
+	// Recency list, most recently touched first: prev/next link slots.
+	prev, next []int32
+	head, tail int32
+
+	evictions uint64
+}
+
+// NewStateStore returns an empty store for states of dim values, up to
+// maxExclude bought items per user and maxUsers users.
+func NewStateStore(dim, maxExclude, maxUsers int) (*StateStore, error) {
+	switch {
+	case dim <= 0:
+		return nil, fmt.Errorf("new state store: dim must be > 0, got %d", dim)
+	case maxExclude < 0 || maxExclude > math.MaxUint16:
+		return nil, fmt.Errorf("new state store: max_exclude must be in [0, %d], got %d", math.MaxUint16, maxExclude)
+	case maxUsers <= 0 || maxUsers > math.MaxInt32:
+		return nil, fmt.Errorf("new state store: max_users must be in [1, %d], got %d", math.MaxInt32, maxUsers)
+	}
+	return &StateStore{
+		dim:        dim,
+		maxExclude: maxExclude,
+		maxUsers:   maxUsers,
+		index:      make(map[string]int32),
+		head:       noSlot,
+		tail:       noSlot,
+	}, nil
+}
+
+// Dim is the width of a state vector.
+func (s *StateStore) Dim() int { return s.dim }
+
+// MaxExclude is the most bought items kept per user.
+func (s *StateStore) MaxExclude() int { return s.maxExclude }
+
+// MaxUsers is the most users kept.
+func (s *StateStore) MaxUsers() int { return s.maxUsers }
+
+// Len is the number of users stored.
+func (s *StateStore) Len() int { return len(s.index) }
+
+// Evictions counts the users evicted to make room since the store was made.
+func (s *StateStore) Evictions() uint64 { return s.evictions }
+
+// lookup returns the user's slot, or noSlot. id may point into a reused
+// buffer: lookup does not keep it.
+func (s *StateStore) lookup(id string) int32 {
+	if slot, ok := s.index[id]; ok {
+		return slot
+	}
+	return noSlot
+}
+
+// touch moves slot to the front of the recency list.
+func (s *StateStore) touch(slot int32) {
+	if s.head == slot {
+		return
+	}
+	s.unlink(slot)
+	s.pushFront(slot)
+}
+
+func (s *StateStore) unlink(slot int32) {
+	p, n := s.prev[slot], s.next[slot]
+	if p != noSlot {
+		s.next[p] = n
+	} else {
+		s.head = n
+	}
+	if n != noSlot {
+		s.prev[n] = p
+	} else {
+		s.tail = p
+	}
+	s.prev[slot], s.next[slot] = noSlot, noSlot
+}
+
+func (s *StateStore) pushFront(slot int32) {
+	s.prev[slot] = noSlot
+	s.next[slot] = s.head
+	if s.head != noSlot {
+		s.prev[s.head] = slot
+	}
+	s.head = slot
+	if s.tail == noSlot {
+		s.tail = slot
+	}
+}
+
+// insert adds a user with a cold state at the front of the recency list,
+// evicting the least recently touched user when the store is full. The
+// caller must have touched every user it still needs, so that the one
+// evicted is not among them. id is copied.
+func (s *StateStore) insert(id string) int32 {
+	var slot int32
+	switch {
+	case len(s.ids) < s.maxUsers:
+		slot = int32(len(s.ids))
+		s.ids = append(s.ids, "")
+		s.states = append(s.states, make([]float32, s.dim)...)
+		s.meta = append(s.meta, userMeta{})
+		s.bought = append(s.bought, make([]int32, s.maxExclude)...)
+		s.prev = append(s.prev, noSlot)
+		s.next = append(s.next, noSlot)
+	default:
+		slot = s.tail
+		s.unlink(slot)
+		delete(s.index, s.ids[slot])
+		s.evictions++
+	}
+	id = strings.Clone(id)
+	s.ids[slot] = id
+	s.index[id] = slot
+	clear(s.state(slot))
+	s.meta[slot] = userMeta{newestTsMs: noTs, offset: -1}
+	s.pushFront(slot)
+	return slot
+}
+
+// state returns the slot's state vector (aliasing the arena).
+func (s *StateStore) state(slot int32) []float32 {
+	i := int(slot) * s.dim
+	return s.states[i : i+s.dim : i+s.dim]
+}
+
+// appendBought appends the slot's bought items, oldest first, to dst.
+func (s *StateStore) appendBought(dst []int32, slot int32) []int32 {
+	i := int(slot) * s.maxExclude
+	return append(dst, s.bought[i:i+int(s.meta[slot].nBought)]...)
+}
+
+// setBought replaces the slot's bought items by the newest maxExclude of
+// items (oldest first).
+func (s *StateStore) setBought(slot int32, items []int32) {
+	if len(items) > s.maxExclude {
+		items = items[len(items)-s.maxExclude:]
+	}
+	copy(s.bought[int(slot)*s.maxExclude:], items)
+	s.meta[slot].nBought = uint16(len(items))
+}
+
+// Get returns a copy of the user's state.
+func (s *StateStore) Get(userID string) (UserState, bool) {
+	slot := s.lookup(userID)
+	if slot == noSlot {
+		return UserState{}, false
+	}
+	return s.export(slot), true
+}
+
+func (s *StateStore) export(slot int32) UserState {
+	m := s.meta[slot]
+	return UserState{
+		UserID:     s.ids[slot],
+		State:      append([]float32(nil), s.state(slot)...),
+		NewestTsMs: m.newestTsMs,
+		Partition:  m.partition,
+		Offset:     m.offset,
+		Bought:     s.appendBought(nil, slot),
+	}
+}
+
+// Each calls fn with every stored user, least recently refreshed first,
+// until fn returns false. The UserState passed is a copy. fn must not
+// modify the store.
+func (s *StateStore) Each(fn func(u UserState) bool) {
+	for slot := s.tail; slot != noSlot; slot = s.prev[slot] {
+		if !fn(s.export(slot)) {
+			return
+		}
+	}
+}
+
+// Put stores u, replacing the user's state if it is known, as the most
+// recently refreshed user; a checkpoint restore calls it in Each's order to
+// rebuild the same recency order. It fails if len(u.State) is not Dim.
+func (s *StateStore) Put(u UserState) error {
+	if len(u.State) != s.dim {
+		return fmt.Errorf("put state of user %q: %d values, want %d", u.UserID, len(u.State), s.dim)
+	}
+	slot := s.lookup(u.UserID)
+	if slot == noSlot {
+		slot = s.insert(u.UserID)
+	} else {
+		s.touch(slot)
+	}
+	copy(s.state(slot), u.State)
+	s.meta[slot] = userMeta{newestTsMs: u.NewestTsMs, offset: u.Offset, partition: u.Partition}
+	s.setBought(slot, u.Bought)
+	return nil
+}
+
+// gather copies the states of slots into dst, row after row.
+func (s *StateStore) gather(slots []int32, dst []float32) {
+	for i, slot := range slots {
+		copy(dst[i*s.dim:(i+1)*s.dim], s.state(slot))
+	}
+}
+
+// scatter copies the rows of src back into the states of slots.
+func (s *StateStore) scatter(slots []int32, src []float32) {
+	for i, slot := range slots {
+		copy(s.state(slot), src[i*s.dim:(i+1)*s.dim])
+	}
+}
