@@ -1,7 +1,3 @@
-// Package consumers reads the clickstream topic: it fetches records from
-// Kafka, decodes and validates each event (schemas.EventDecoder), and groups
-// valid events and rejected records into micro-batches (schemas.EventBatch)
-// for the pipeline; it also writes rejected records to the dead-letter topic.
 package consumers
 
 import (

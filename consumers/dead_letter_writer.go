@@ -88,6 +88,7 @@ func (w *DeadLetterWriter) Write(ctx context.Context, sourceTopic string, dls []
 		backoff.WithInitialInterval(100*time.Millisecond),
 		backoff.WithMaxInterval(5*time.Second),
 		backoff.WithMaxElapsedTime(0)), ctx)
+	var lastErr error
 	attempt := func() error {
 		err := w.w.WriteMessages(ctx, pending...)
 		if err == nil {
@@ -97,6 +98,7 @@ func (w *DeadLetterWriter) Write(ctx context.Context, sourceTopic string, dls []
 		if ctx.Err() != nil {
 			return backoff.Permanent(err)
 		}
+		lastErr = err
 		var werrs kafka.WriteErrors
 		if errors.As(err, &werrs) {
 			failed := pending[:0]
@@ -117,6 +119,9 @@ func (w *DeadLetterWriter) Write(ctx context.Context, sourceTopic string, dls []
 		return err
 	}
 	if err := backoff.Retry(attempt, bo); err != nil {
+		if lastErr != nil && !errors.Is(err, lastErr) {
+			return fmt.Errorf("write %d of %d dead letters to %s: %w (last error: %v)", len(pending), len(dls), w.topic, err, lastErr)
+		}
 		return fmt.Errorf("write %d of %d dead letters to %s: %w", len(pending), len(dls), w.topic, err)
 	}
 	return nil

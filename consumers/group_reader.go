@@ -174,9 +174,10 @@ func (c ReaderConfig) Validate() error {
 // Back-pressure and memory: when MaxBufferedBatches complete batches wait
 // for Next, fetchers stop appending and wait. At most MaxBufferedBatches + 1
 // batches (the one being built) are held, each at most Batch.MaxBytes of
-// record values plus its Arrow columns, and each assigned partition's
-// fetcher holds at most one fetch response (about FetchMaxBytes) while it
-// waits. Nothing else grows while Next is not called.
+// record values (or one record, when a record alone is larger) plus its
+// Arrow columns. Fetchers decode records as they read them off the
+// connection, so a waiting fetcher holds one record; the rest of its fetch
+// response waits in the socket. Nothing grows while Next is not called.
 //
 // Offsets: Commit commits through the current group generation. Records
 // are delivered at least once: after a crash or a rebalance, a partition
@@ -260,7 +261,8 @@ func NewConsumer(cfg ReaderConfig, log *zap.Logger) (*Consumer, error) {
 		WatchPartitionChanges: true,
 		StartOffset:           startAt,
 		Logger:                kafkaLogger(log, zap.DebugLevel),
-		ErrorLogger:           kafkaLogger(log, zap.WarnLevel),
+		// Rebalances make kafka-go log errors routinely; run logs what matters.
+		ErrorLogger: kafkaLogger(log, zap.InfoLevel),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create consumer group %s: %w", cfg.GroupID, err)
@@ -305,7 +307,7 @@ func checkTopic(ctx context.Context, dialer *kafka.Dialer, brokers []string, top
 func kafkaLogger(log *zap.Logger, level zapcore.Level) kafka.Logger {
 	return kafka.LoggerFunc(func(format string, args ...any) {
 		if ce := log.Check(level, "kafka-go"); ce != nil {
-			ce.Write(zap.String("msg", fmt.Sprintf(format, args...)))
+			ce.Write(zap.String("kafka", fmt.Sprintf(format, args...)))
 		}
 	})
 }
@@ -396,6 +398,7 @@ func (c *Consumer) endGeneration(epoch uint64) {
 	}
 	c.epoch++
 	c.gen = nil
+	c.assigned = map[int]bool{}
 	c.dropBufferedLocked()
 	c.broadcastLocked()
 }
@@ -595,15 +598,15 @@ func (c *Consumer) Close() error {
 
 // add appends one decoded record to the shared batcher, first making room
 // when the record does not fit: it queues the current batch if fewer than
-// MaxBufferedBatches wait, else waits for Next. It returns false when the
-// fetcher must stop: its generation ended, the consumer closed, or ctx
-// ended.
-func (c *Consumer) add(ctx context.Context, epoch uint64, rec *Record, ev *schemas.Event, derr *schemas.DecodeError) bool {
+// MaxBufferedBatches wait, else waits for Next (waited reports that). added
+// is false when the fetcher must stop: its generation ended, the consumer
+// closed, or ctx ended.
+func (c *Consumer) add(ctx context.Context, epoch uint64, rec *Record, ev *schemas.Event, derr *schemas.DecodeError) (added, waited bool) {
 	c.mu.Lock()
 	for {
 		if c.closed || c.epoch != epoch {
 			c.mu.Unlock()
-			return false
+			return false, waited
 		}
 		if c.batcher.Fits(len(rec.Value)) {
 			break
@@ -615,9 +618,10 @@ func (c *Consumer) add(ctx context.Context, epoch uint64, rec *Record, ev *schem
 		}
 		changed := c.changed
 		c.mu.Unlock()
+		waited = true
 		select {
 		case <-ctx.Done():
-			return false
+			return false, waited
 		case <-changed:
 		}
 		c.mu.Lock()
@@ -636,7 +640,7 @@ func (c *Consumer) add(ctx context.Context, epoch uint64, rec *Record, ev *schem
 		c.broadcastLocked()
 	}
 	c.mu.Unlock()
-	return true
+	return true, waited
 }
 
 // fetcher reads one partition for one generation.
@@ -649,7 +653,6 @@ type fetcher struct {
 	next int64
 	dec  *schemas.EventDecoder
 	log  *zap.Logger
-	msgs []kafka.Message // reused between fetches
 }
 
 // run fetches until the generation ends, retrying failures with backoff.
@@ -696,39 +699,47 @@ func (f *fetcher) fetchLoop(ctx context.Context, bo backoff.BackOff) (stop bool,
 		}
 		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: c.cfg.FetchMaxBytes, MaxWait: fetchMaxWait})
 		fetched := time.Now()
-		msgs := f.msgs[:0]
+		read := 0
+		// Records are decoded as they are read off the connection, so a
+		// fetcher held by back-pressure holds one record, not a whole fetch
+		// response (the rest waits in the socket).
 		for {
 			m, err := batch.ReadMessage()
 			if err != nil {
 				break
 			}
-			msgs = append(msgs, m)
-		}
-		next := batch.Offset()
-		fetchErr := batch.Close()
-
-		for i := range msgs {
-			m := &msgs[i]
 			rec := Record{Partition: int32(f.partition), Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time, Fetched: fetched}
 			derr := f.dec.Decode(m.Key, m.Value, m.Time, &ev)
-			if !c.add(ctx, f.epoch, &rec, &ev, derr) {
+			added, waited := c.add(ctx, f.epoch, &rec, &ev, derr)
+			if !added {
+				batch.Close()
 				return true, nil
 			}
+			f.next = m.Offset + 1
+			read++
+			if waited {
+				// The wait may have been long: give the rest of the
+				// response a fresh deadline rather than fail it.
+				if err := conn.SetReadDeadline(time.Now().Add(fetchTimeout)); err != nil {
+					batch.Close()
+					return false, fmt.Errorf("set read deadline: %w", err)
+				}
+			}
 		}
-		clear(msgs) // let the values be collected; the batcher copied what it keeps
-		f.msgs = msgs[:0]
-		if len(msgs) > 0 {
+		if read > 0 {
 			bo.Reset()
 		}
-		if next > f.next {
-			f.next = next
+		if next := batch.Offset(); next > f.next {
+			f.next = next // past records removed by compaction at the end of the batch
 		}
+		fetchErr := batch.Close()
 
 		switch {
 		case fetchErr == nil:
-		case errors.Is(fetchErr, kafka.RequestTimedOut):
+		case errors.Is(fetchErr, kafka.RequestTimedOut) && read == 0:
 			// kafka-go's word for a fetch that found no new records within
-			// fetchMaxWait: poll again.
+			// fetchMaxWait: poll again. (After records, the same code means
+			// the read deadline passed mid-response: reconnect, below.)
 		case errors.Is(fetchErr, kafka.OffsetOutOfRange):
 			if err := f.resetOutOfRange(conn); err != nil {
 				return false, err

@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"gopkg.in/yaml.v3"
+
 	"github.com/recstream/recstream/schemas"
 )
 
@@ -318,18 +322,20 @@ func TestConsumerStartLatest(t *testing.T) {
 	}
 }
 
-// TestConsumerRebalance: a second member joins while the first consumes;
-// partitions are split between them, each keeps its own records unique,
-// and together they return every record.
+// TestConsumerRebalance: a second member joins while the first is busy
+// (it processes each batch slowly, so fetched data is buffered and batches
+// are in flight). The partitions are split between them, neither returns a
+// record twice (the first resumes its kept partitions after what it
+// returned, not at the last commit), and together they return every record.
 func TestConsumerRebalance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	_, addrs := newCluster(t, 4)
 	p := newProducer(t, addrs)
-	p.produce(2000, 4, 0)
-	const total = 4000 // two rounds of 2000
+	p.produce(4000, 4, 0)
+	total := len(p.all)
 	cfg := ReaderConfig{Brokers: addrs, GroupID: "rebalance", HeartbeatInterval: 100 * time.Millisecond,
-		Batch: BatchConfig{MaxRows: 100, Linger: 10 * time.Millisecond}}
+		Batch: BatchConfig{MaxRows: 50, Linger: 10 * time.Millisecond}}
 
 	type member struct {
 		c *Consumer
@@ -337,12 +343,13 @@ func TestConsumerRebalance(t *testing.T) {
 	}
 	var mu sync.Mutex // guards the seen sets while both members run
 	union := map[pos]bool{}
-	consume := func(m member) {
+	consume := func(m member, work time.Duration) {
 		for ctx.Err() == nil {
 			b, err := m.c.Next(ctx)
 			if err != nil {
 				return
 			}
+			time.Sleep(work) // the sinks
 			mu.Lock()
 			m.s.add(b)
 			for ps := range m.s.pos {
@@ -361,24 +368,25 @@ func TestConsumerRebalance(t *testing.T) {
 	}
 	a := member{newTestConsumer(t, cfg), newSeen(t)}
 	var wg sync.WaitGroup
-	wg.Go(func() { consume(a) })
-	// Let the first member take every partition and read some records.
+	wg.Go(func() { consume(a, 5*time.Millisecond) })
 	for {
 		mu.Lock()
 		n := len(a.s.pos)
 		mu.Unlock()
-		if n > 0 {
+		if n >= 200 {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	if s := a.c.Stats(); len(s.Partitions) != 4 || s.BufferedBatches == 0 {
+		t.Fatalf("first member should own every partition and have batches waiting: %+v", s)
+	}
 	b := member{newTestConsumer(t, cfg), newSeen(t)}
-	wg.Go(func() { consume(b) })
-	// Keep producing until both hold partitions, so both have work.
+	wg.Go(func() { consume(b, 0) })
 	for {
 		sa, sb := a.c.Stats(), b.c.Stats()
 		if len(sa.Partitions) > 0 && len(sb.Partitions) > 0 && sa.Generation == sb.Generation {
-			if overlap := slices.ContainsFunc(sa.Partitions, func(p int) bool { return slices.Contains(sb.Partitions, p) }); overlap {
+			if slices.ContainsFunc(sa.Partitions, func(p int) bool { return slices.Contains(sb.Partitions, p) }) {
 				t.Errorf("both members own a partition: %v and %v", sa.Partitions, sb.Partitions)
 			}
 			break
@@ -386,18 +394,147 @@ func TestConsumerRebalance(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatalf("second member never got partitions: %+v / %+v", sa, sb)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
-	p.produce(2000, 4, 0)
 	wg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
-	if len(union) != len(p.all) {
-		t.Fatalf("members returned %d distinct records of %d", len(union), len(p.all))
+	if len(union) != total {
+		t.Fatalf("members returned %d distinct records of %d", len(union), total)
 	}
 	if len(b.s.pos) == 0 {
 		t.Fatalf("second member returned nothing")
 	}
-	t.Logf("first member returned %d records, second %d, of %d (the rest were returned twice around the rebalance)",
+	t.Logf("first member returned %d records, second %d, of %d (records in flight at the rebalance are returned by both)",
 		len(a.s.pos), len(b.s.pos), total)
+}
+
+// TestConsumerRetriesBrokerErrors: fetches that fail (the broker drops the
+// connection, or answers that it is not the partition's leader) are retried
+// on a new connection, and every record still comes back exactly once.
+func TestConsumerRetriesBrokerErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cluster, addrs := newCluster(t, 2)
+	p := newProducer(t, addrs)
+	p.produce(1000, 2, 0)
+
+	var mu sync.Mutex
+	fetches, dropped, notLeader := 0, 0, 0
+	cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		fetches++
+		switch {
+		case fetches%3 == 1 && dropped < 3:
+			dropped++
+			return nil, errors.New("injected: drop the connection"), true
+		case fetches%3 == 2 && notLeader < 3:
+			notLeader++
+			freq := req.(*kmsg.FetchRequest)
+			resp := freq.ResponseKind().(*kmsg.FetchResponse)
+			for _, rt := range freq.Topics {
+				st := kmsg.NewFetchResponseTopic()
+				st.Topic, st.TopicID = rt.Topic, rt.TopicID
+				for _, rp := range rt.Partitions {
+					sp := kmsg.NewFetchResponseTopicPartition()
+					sp.Partition = rp.Partition
+					sp.ErrorCode = kerr.NotLeaderForPartition.Code
+					st.Partitions = append(st.Partitions, sp)
+				}
+				resp.Topics = append(resp.Topics, st)
+			}
+			return resp, nil, true
+		}
+		return nil, nil, false
+	})
+
+	c := newTestConsumer(t, ReaderConfig{Brokers: addrs, Batch: BatchConfig{MaxRows: 100, Linger: 10 * time.Millisecond}})
+	s := newSeen(t)
+	nextN(ctx, t, c, s, len(p.all), nil)
+	mu.Lock()
+	defer mu.Unlock()
+	if dropped != 3 || notLeader != 3 {
+		t.Fatalf("injected %d dropped connections and %d not-leader errors, want 3 each", dropped, notLeader)
+	}
+	for ps := range p.all {
+		if !s.pos[ps] {
+			t.Fatalf("record %v lost", ps)
+		}
+	}
+}
+
+// BenchmarkConsumerThroughput reads 200k events of about 120 bytes from 8
+// partitions of an in-process broker (which shares the CPUs), decoding and
+// batching each; one op is the whole topic read by a fresh group.
+func BenchmarkConsumerThroughput(b *testing.B) {
+	const n, partitions = 200_000, 8
+	_, addrs := newCluster(b, partitions)
+	p := newProducer(b, addrs)
+	for range n / 20_000 {
+		p.produce(20_000, partitions, 0)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		c, err := NewConsumer(ReaderConfig{Brokers: addrs, GroupID: fmt.Sprintf("bench-%d", i), Batch: BatchConfig{Linger: 5 * time.Millisecond}}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for got := 0; got < n; {
+			batch, err := c.Next(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			got += batch.Records
+			batch.Release()
+		}
+		c.Close()
+		cancel()
+	}
+	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+// TestReaderConfigYAML: the config reads from the YAML keys its docs name,
+// durations included.
+func TestReaderConfigYAML(t *testing.T) {
+	const doc = `
+brokers: ["127.0.0.1:9092"]
+topic: events
+group_id: g
+dead_letter_topic: events.dlq
+start_offset: latest
+fetch_max_bytes: 1048576
+max_buffered_batches: 4
+session_timeout: 10s
+heartbeat_interval: 500ms
+batch: {max_rows: 100, max_bytes: 65536, linger: 20ms}
+limits:
+  max_message_bytes: 4096
+  max_id_bytes: 64
+  max_field_bytes: 100
+  max_query_bytes: 200
+  types: [view, click]
+  max_future_skew: 1h
+`
+	var cfg ReaderConfig
+	if err := yaml.Unmarshal([]byte(doc), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := ReaderConfig{
+		Brokers: []string{"127.0.0.1:9092"}, Topic: "events", GroupID: "g", DeadLetterTopic: "events.dlq",
+		StartOffset: "latest", FetchMaxBytes: 1 << 20, MaxBufferedBatches: 4, SessionTimeout: 10 * time.Second,
+		HeartbeatInterval: 500 * time.Millisecond, Batch: BatchConfig{MaxRows: 100, MaxBytes: 65536, Linger: 20 * time.Millisecond},
+		Limits: schemas.EventLimits{MaxMessageBytes: 4096, MaxIDBytes: 64, MaxFieldBytes: 100, MaxQueryBytes: 200,
+			Types: []string{"view", "click"}, MaxFutureSkew: time.Hour},
+	}
+	if fmt.Sprintf("%+v", cfg) != fmt.Sprintf("%+v", want) {
+		t.Fatalf("decoded\n%+v\nwant\n%+v", cfg, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -198,6 +198,10 @@ const (
 // order (JSON type, size, UTF-8, duplicates); required fields present;
 // type known; item_id or query as the type requires; ts valid; key equal to
 // user_id. JSON null counts as absent and an empty string as absent.
+//
+// The result is a *DecodeError, not an error, so that the valid path does
+// not allocate: compare it with nil before storing it in an error variable
+// (a nil *DecodeError in an error interface is not a nil error).
 func (d *EventDecoder) Decode(key, value []byte, logTime time.Time, ev *Event) *DecodeError {
 	*ev = Event{}
 	if len(value) > d.limits.MaxMessageBytes {

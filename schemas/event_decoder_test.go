@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -352,6 +354,49 @@ func BenchmarkDecodeEvent(b *testing.B) {
 	for b.Loop() {
 		if err := d.Decode(key, value, logTime, &ev); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestEventsDocExamples runs every example of EVENTS.md through the decoder:
+// the producer contract cannot drift from the code.
+func TestEventsDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("EVENTS.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile("(?s)<!-- expect: (\\S+)(?: key=(\\S+))? -->\n```json\n(.*?)\n```")
+	examples := re.FindAllSubmatch(doc, -1)
+	if len(examples) < 10 {
+		t.Fatalf("found %d examples in EVENTS.md", len(examples))
+	}
+	if n := bytes.Count(doc, []byte("<!-- expect:")); n != len(examples) {
+		t.Fatalf("%d expect markers but %d parsed examples: a marker is not followed by a json block", n, len(examples))
+	}
+	d := NewEventDecoder(EventLimits{})
+	covered := map[string]bool{}
+	for _, ex := range examples {
+		want, key, value := string(ex[1]), ex[2], ex[3]
+		var ev Event
+		derr := d.Decode(key, value, logTime, &ev)
+		got := "valid"
+		if derr != nil {
+			got = derr.Reason
+		}
+		if got != want {
+			t.Errorf("EVENTS.md example (key %q) %s\nexpects %s, decoder says %v", key, value, want, derr)
+		}
+		covered[got] = true
+	}
+	for _, r := range append(allReasons, "valid") {
+		if !covered[r] {
+			t.Errorf("EVENTS.md has no example for %s", r)
+		}
+	}
+	for _, h := range []string{"recstream.reason", "recstream.detail", "recstream.source.topic", "recstream.source.partition",
+		"recstream.source.offset", "recstream.source.timestamp", EventSchemaVersion} {
+		if !bytes.Contains(doc, []byte("`"+h+"`")) {
+			t.Errorf("EVENTS.md does not mention %s", h)
 		}
 	}
 }
