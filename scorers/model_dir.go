@@ -68,6 +68,9 @@ type ModelSpec struct {
 	TopK int
 	// Steps is L, the events applied per run. 0 means DefaultSteps.
 	Steps int
+	// Batch fixes B, the users per run (see UserTowerGraph.Batch). 0, the
+	// default, leaves it dynamic.
+	Batch int
 	// PriorWeight scales the popularity prior: item i's prior is
 	// PriorWeight * log(1+count_i) / log(1+max count). 0 means
 	// DefaultPriorWeight; a negative value means no prior.
@@ -260,6 +263,7 @@ func buildModelFiles(spec ModelSpec) ([]modelFile, error) {
 		Dim:            dim,
 		Steps:          steps,
 		TopK:           topK,
+		Batch:          spec.Batch,
 		ItemEmbeddings: emb,
 		TypeWeights:    typeWeights,
 		ItemPrior:      prior,

@@ -33,6 +33,9 @@ type UserTowerGraph struct {
 	// TopK is K, the number of items returned per user. It is capped at the
 	// number of item indices (N+1).
 	TopK int
+	// Batch fixes B, the users per run, for runtimes that need static
+	// shapes; the scorer then pads every run to it. 0 leaves B dynamic.
+	Batch int
 	// ItemEmbeddings is the [N+1, D] table, row-major; row 0 must be zeros.
 	ItemEmbeddings []float32
 	// TypeWeights is the [T+1] weight per event type code plus one; index 0
@@ -53,6 +56,9 @@ func (g *UserTowerGraph) Validate() error {
 	}
 	if g.Steps <= 0 {
 		return fmt.Errorf("steps: must be > 0, got %d", g.Steps)
+	}
+	if g.Batch < 0 {
+		return fmt.Errorf("batch: must be >= 0, got %d", g.Batch)
 	}
 	if g.TopK <= 0 {
 		return fmt.Errorf("top_k: must be > 0, got %d", g.TopK)
@@ -94,14 +100,18 @@ func BuildUserTower(g *UserTowerGraph) ([]byte, error) {
 	k := min(int64(g.TopK), rows)
 	b := &graphWriter{}
 
-	b.input(schemas.ModelInputState, tensorFloat, dimParam("B"), dimValue(d))
-	b.input(schemas.ModelInputEventItems, tensorInt64, dimParam("B"), dimValue(int64(g.Steps)))
-	b.input(schemas.ModelInputEventTypes, tensorInt64, dimParam("B"), dimValue(int64(g.Steps)))
-	b.input(schemas.ModelInputEventDecays, tensorFloat, dimParam("B"), dimValue(int64(g.Steps)))
-	b.input(schemas.ModelInputExcludeItems, tensorInt64, dimParam("B"), dimParam("M"))
-	b.output(schemas.ModelOutputNewState, tensorFloat, dimParam("B"), dimValue(d))
-	b.output(schemas.ModelOutputTopScores, tensorFloat, dimParam("B"), dimValue(k))
-	b.output(schemas.ModelOutputTopItems, tensorInt64, dimParam("B"), dimValue(k))
+	batch := dimParam("B")
+	if g.Batch > 0 {
+		batch = dimValue(int64(g.Batch))
+	}
+	b.input(schemas.ModelInputState, tensorFloat, batch, dimValue(d))
+	b.input(schemas.ModelInputEventItems, tensorInt64, batch, dimValue(int64(g.Steps)))
+	b.input(schemas.ModelInputEventTypes, tensorInt64, batch, dimValue(int64(g.Steps)))
+	b.input(schemas.ModelInputEventDecays, tensorFloat, batch, dimValue(int64(g.Steps)))
+	b.input(schemas.ModelInputExcludeItems, tensorInt64, batch, dimParam("M"))
+	b.output(schemas.ModelOutputNewState, tensorFloat, batch, dimValue(d))
+	b.output(schemas.ModelOutputTopScores, tensorFloat, batch, dimValue(k))
+	b.output(schemas.ModelOutputTopItems, tensorInt64, batch, dimValue(k))
 
 	b.initializer(floatTensor(schemas.ModelInitItemEmbeddings, []int64{rows, d}, g.ItemEmbeddings))
 	b.initializer(floatTensor(schemas.ModelInitTypeWeights, []int64{int64(len(g.TypeWeights))}, g.TypeWeights))

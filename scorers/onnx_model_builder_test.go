@@ -56,7 +56,7 @@ func TestUserTowerMatchesReference(t *testing.T) {
 	spec := testSpec(n, d, 1)
 	tower := towerFromSpec(t, spec)
 	in, out := contractNames()
-	sess, err := rt.newSession(buildTower(t, tower, l, k), in, out, SessionOptions{})
+	sess, err := rt.newSession(buildTower(t, tower, l, k), in, out, sessionOptions{})
 	if err != nil {
 		t.Fatalf("session: %v", err)
 	}
@@ -108,7 +108,7 @@ func TestUserTowerMasksExcludedAndPadding(t *testing.T) {
 	// K=20 > N+1: the graph caps K at 6, so index 0 and the excluded items
 	// must come out last with the masked score.
 	model := buildTower(t, tower, l, 20)
-	sess, err := rt.newSession(model, in, out, SessionOptions{})
+	sess, err := rt.newSession(model, in, out, sessionOptions{})
 	if err != nil {
 		t.Fatalf("session: %v", err)
 	}
@@ -148,7 +148,7 @@ func TestUserTowerPaddingIsExactIdentity(t *testing.T) {
 	spec := testSpec(n, d, 3)
 	tower := towerFromSpec(t, spec)
 	in, out := contractNames()
-	sess, err := rt.newSession(buildTower(t, tower, l, 5), in, out, SessionOptions{})
+	sess, err := rt.newSession(buildTower(t, tower, l, 5), in, out, sessionOptions{})
 	if err != nil {
 		t.Fatalf("session: %v", err)
 	}
@@ -194,7 +194,7 @@ func TestReplaceFloatInitializer(t *testing.T) {
 		t.Fatalf("replace of a missing initializer: found=%v err=%v changed=%v", found, err, string(same) != string(model))
 	}
 	in, out := contractNames()
-	sess, err := rt.newSession(patched, in, out, SessionOptions{})
+	sess, err := rt.newSession(patched, in, out, sessionOptions{})
 	if err != nil {
 		t.Fatalf("session on patched model: %v", err)
 	}
@@ -242,5 +242,57 @@ func TestUserTowerGraphValidate(t *testing.T) {
 				t.Fatal("BuildUserTower accepted an invalid graph")
 			}
 		})
+	}
+}
+
+// TestUserTowerRowsIndependentOfBatch runs one user's row alone, and at
+// various positions of runs of various sizes B, with 1 and with the default
+// number of threads: its new_state and top-K must be the same bits. This is
+// what makes records independent of how users are batched (ONNX Runtime's
+// MLAS GEMM computes each output row the same way whatever M and threads).
+func TestUserTowerRowsIndependentOfBatch(t *testing.T) {
+	rt := openTestRuntime(t)
+	const n, d, l, m, k = 10_000, 64, 8, 4, 20
+	tower := towerFromSpec(t, testSpec(n, d, 21))
+	model := buildTower(t, tower, l, k)
+	in, out := contractNames()
+	user := randomRun(rand.New(rand.NewPCG(8, 8)), 8, d, l, m, n, 5) // row 7 has 7 events
+	row := 7
+	var refS, refT []float32
+	var refI []int64
+	for _, threads := range []int{1, 0} {
+		sess, err := rt.newSession(model, in, out, sessionOptions{IntraOpThreads: threads})
+		if err != nil {
+			t.Fatalf("session: %v", err)
+		}
+		for _, tc := range []struct{ b, pos int }{{1, 0}, {2, 1}, {3, 1}, {7, 6}, {16, 9}, {257, 256}, {300, 123}, {1024, 1000}} {
+			run := randomRun(rand.New(rand.NewPCG(uint64(tc.b), 1)), tc.b, d, l, m, n, 5)
+			run.k = k
+			copy(run.state[tc.pos*d:], user.state[row*d:(row+1)*d])
+			copy(run.items[tc.pos*l:], user.items[row*l:(row+1)*l])
+			copy(run.types[tc.pos*l:], user.types[row*l:(row+1)*l])
+			copy(run.decays[tc.pos*l:], user.decays[row*l:(row+1)*l])
+			copy(run.exclude[tc.pos*m:], user.exclude[row*m:(row+1)*m])
+			newS, scores, items := runGraph(t, sess, run)
+			gotS, gotT, gotI := newS[tc.pos*d:(tc.pos+1)*d], scores[tc.pos*k:(tc.pos+1)*k], items[tc.pos*k:(tc.pos+1)*k]
+			if refS == nil {
+				refS, refT, refI = slices.Clone(gotS), slices.Clone(gotT), slices.Clone(gotI)
+				continue
+			}
+			if !slices.Equal(gotI, refI) {
+				t.Fatalf("threads=%d B=%d pos=%d: top items %v, alone %v", threads, tc.b, tc.pos, gotI, refI)
+			}
+			for j := range refS {
+				if math.Float32bits(gotS[j]) != math.Float32bits(refS[j]) {
+					t.Fatalf("threads=%d B=%d pos=%d: new_state[%d] differs in its bits", threads, tc.b, tc.pos, j)
+				}
+			}
+			for j := range refT {
+				if math.Float32bits(gotT[j]) != math.Float32bits(refT[j]) {
+					t.Fatalf("threads=%d B=%d pos=%d: top_scores[%d] = %x, alone %x", threads, tc.b, tc.pos, j, math.Float32bits(gotT[j]), math.Float32bits(refT[j]))
+				}
+			}
+		}
+		sess.Destroy()
 	}
 }

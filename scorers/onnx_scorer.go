@@ -35,17 +35,24 @@ type Config struct {
 	// dynamic). A model with a fixed L accepts only that value. A user with
 	// more events in a batch takes extra runs.
 	StepsPerRound int `yaml:"steps_per_round"`
-	// MaxExclude is M, the most bought items kept per user and masked out
-	// of their recommendations (the oldest are forgotten first). Default 32.
+	// MaxExclude is the most bought items kept per user and masked out of
+	// their recommendations (the oldest are forgotten first): M of the
+	// exclude_items input. Default 32. A model with a fixed M keeps at most
+	// M.
 	MaxExclude int `yaml:"max_exclude"`
 	// MaxUsers bounds the users whose state is kept in memory; beyond it the
 	// user idle longest is evicted (and starts cold if they come back).
-	// Default 1,000,000. It must be at least the number of users in one
-	// batch.
+	// Default 1,000,000 (about 550 MB with D=64). It must be at least the
+	// number of users in one batch. Which user is evicted depends on batch
+	// boundaries, so a replay reproduces records byte for byte only if no
+	// user was evicted: size it so that eviction is an exception.
 	MaxUsers int `yaml:"max_users"`
 	// BatchUsers is the most users scored by one session run; larger
-	// batches take several runs. Default 1024. A model with a fixed batch
-	// dimension B uses B instead (runs are padded to it).
+	// batches take several runs. 0 means 256 (larger runs were slower per
+	// user: their score matrix no longer fits the CPU caches), or fewer when
+	// the model has so many items that one run's score matrix (users x
+	// items float32) would pass 64 MiB. A model with a fixed batch dimension B uses B
+	// instead (runs are padded to it).
 	BatchUsers int `yaml:"batch_users"`
 	// DecayHalfLife is the time after which a user's past interest counts
 	// half as much as a new event. Default 24h.
@@ -75,9 +82,11 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultMaxExclude    = 32
-	DefaultMaxUsers      = 1_000_000
-	DefaultBatchUsers    = 1024
+	DefaultMaxExclude = 32
+	DefaultMaxUsers   = 1_000_000
+	DefaultBatchUsers = 256
+	// maxScoreBytes bounds one run's score matrix when BatchUsers is 0.
+	maxScoreBytes        = 64 << 20
 	DefaultDecayHalfLife = 24 * time.Hour
 )
 
@@ -88,9 +97,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxUsers == 0 {
 		c.MaxUsers = DefaultMaxUsers
-	}
-	if c.BatchUsers == 0 {
-		c.BatchUsers = DefaultBatchUsers
 	}
 	if c.DecayHalfLife == 0 {
 		c.DecayHalfLife = DefaultDecayHalfLife
@@ -122,8 +128,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max_exclude: must be in [1, %d], got %d", math.MaxUint16, c.MaxExclude)
 	case c.MaxUsers <= 0 || c.MaxUsers > math.MaxInt32:
 		return fmt.Errorf("max_users: must be in [1, %d], got %d", math.MaxInt32, c.MaxUsers)
-	case c.BatchUsers <= 0:
-		return fmt.Errorf("batch_users: must be > 0, got %d", c.BatchUsers)
+	case c.BatchUsers < 0:
+		return fmt.Errorf("batch_users: must be >= 0, got %d", c.BatchUsers)
 	case c.DecayHalfLife < time.Millisecond:
 		return fmt.Errorf("decay_half_life: must be >= 1ms, got %s", c.DecayHalfLife)
 	case c.IntraOpThreads < 0:
@@ -170,12 +176,14 @@ type Scorer struct {
 	store        *StateStore
 	modelVersion string
 
-	dim, steps, exclude, modelK, topK int
-	batch                             int  // most users per run
-	fixedBatch                        bool // runs are padded to batch
-	halfLifeMs                        float64
-	typeInput                         []int64 // type code -> event_types value; 0 = contributes nothing
-	excludeType                       []bool  // type code -> its item goes to the exclude list
+	dim, steps, modelK, topK int
+	exclude                  int  // most bought items kept per user
+	excludeWidth             int  // M of the exclude_items input (>= exclude)
+	batch                    int  // most users per run
+	fixedBatch               bool // runs are padded to batch
+	halfLifeMs               float64
+	typeInput                []int64 // type code -> event_types value; 0 = contributes nothing
+	excludeType              []bool  // type code -> its item goes to the exclude list
 
 	mu   sync.Mutex
 	b    batchScratch
@@ -307,10 +315,12 @@ func newScorer(rt *Runtime, cfg Config, log *zap.Logger) (*Scorer, error) {
 	for _, t := range schemas.ModelOutputs() {
 		out = append(out, t.Name)
 	}
-	s.session, err = rt.newSession(onnx, in, out, SessionOptions{IntraOpThreads: cfg.IntraOpThreads})
+	s.session, err = rt.newSession(onnx, in, out, sessionOptions{IntraOpThreads: cfg.IntraOpThreads})
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", cfg.ModelDir, err)
 	}
+	// The session holds its own copy; the bytes can be large (N x D floats).
+	model.ONNX = nil
 	s.allocRun()
 	if s.run.full, err = s.tensors(s.batch); err != nil {
 		s.session.Destroy()
@@ -340,12 +350,10 @@ func (s *Scorer) resolveShapes() error {
 	default:
 		s.steps = cmpOr(cfg.StepsPerRound, DefaultSteps)
 	}
-	s.exclude = cfg.MaxExclude
+	s.exclude, s.excludeWidth = cfg.MaxExclude, cfg.MaxExclude
 	if m.Exclude > 0 {
-		if cfg.MaxExclude > m.Exclude {
-			return fmt.Errorf("max_exclude: %d, but the model has a fixed M=%d", cfg.MaxExclude, m.Exclude)
-		}
-		s.exclude = m.Exclude
+		// A fixed M bounds the list; shorter lists are padded to it.
+		s.exclude, s.excludeWidth = min(cfg.MaxExclude, m.Exclude), m.Exclude
 	}
 	s.modelK = m.TopK
 	if s.modelK <= 0 {
@@ -358,6 +366,9 @@ func (s *Scorer) resolveShapes() error {
 	}
 	s.topK = cmpOr(cfg.TopK, s.modelK)
 	s.batch = cfg.BatchUsers
+	if s.batch == 0 {
+		s.batch = min(DefaultBatchUsers, max(1, maxScoreBytes/(4*(len(m.Items)+1))))
+	}
 	if m.Batch > 0 {
 		s.batch, s.fixedBatch = m.Batch, true
 	}
@@ -388,7 +399,7 @@ func weightsHash(types []string, weights []float32) string {
 }
 
 func (s *Scorer) allocRun() {
-	b, d, l, m, k := s.batch, s.dim, s.steps, s.exclude, s.modelK
+	b, d, l, m, k := s.batch, s.dim, s.steps, s.excludeWidth, s.modelK
 	s.run = runBuffers{
 		state:   make([]float32, b*d),
 		items:   make([]int64, b*l),
@@ -403,35 +414,29 @@ func (s *Scorer) allocRun() {
 
 // tensors returns the inputs then outputs of a run of b users, over the
 // run buffers.
-func (s *Scorer) tensors(b int) ([]ort.Value, error) {
+func (s *Scorer) tensors(b int) (vals []ort.Value, err error) {
 	r := &s.run
 	bb := int64(b)
-	vals := make([]ort.Value, 0, 8)
-	fail := func(err error) ([]ort.Value, error) {
-		destroyAll(vals)
-		return nil, fmt.Errorf("create tensors for %d users: %w", b, err)
-	}
-	add := func(v ort.Value, err error) error {
-		if err != nil {
-			return err
+	l, d, m, k := int64(s.steps), int64(s.dim), int64(s.excludeWidth), int64(s.modelK)
+	vals = make([]ort.Value, 0, 8)
+	add := func(v ort.Value, e error) {
+		if e != nil {
+			err = errors.Join(err, e)
+			return
 		}
 		vals = append(vals, v)
-		return nil
 	}
-	l, d, m, k := int64(s.steps), int64(s.dim), int64(s.exclude), int64(s.modelK)
-	for _, err := range []func() error{
-		func() error { return add(ort.NewTensor(ort.NewShape(bb, d), r.state)) },
-		func() error { return add(ort.NewTensor(ort.NewShape(bb, l), r.items)) },
-		func() error { return add(ort.NewTensor(ort.NewShape(bb, l), r.types)) },
-		func() error { return add(ort.NewTensor(ort.NewShape(bb, l), r.decays)) },
-		func() error { return add(ort.NewTensor(ort.NewShape(bb, m), r.exclude)) },
-		func() error { return add(ort.NewTensor(ort.NewShape(bb, d), r.newS)) },
-		func() error { return add(ort.NewTensor(ort.NewShape(bb, k), r.scores)) },
-		func() error { return add(ort.NewTensor(ort.NewShape(bb, k), r.topIdx)) },
-	} {
-		if e := err(); e != nil {
-			return fail(e)
-		}
+	add(ort.NewTensor(ort.NewShape(bb, d), r.state))
+	add(ort.NewTensor(ort.NewShape(bb, l), r.items))
+	add(ort.NewTensor(ort.NewShape(bb, l), r.types))
+	add(ort.NewTensor(ort.NewShape(bb, l), r.decays))
+	add(ort.NewTensor(ort.NewShape(bb, m), r.exclude))
+	add(ort.NewTensor(ort.NewShape(bb, d), r.newS))
+	add(ort.NewTensor(ort.NewShape(bb, k), r.scores))
+	add(ort.NewTensor(ort.NewShape(bb, k), r.topIdx))
+	if err != nil {
+		destroyAll(vals)
+		return nil, fmt.Errorf("create tensors for %d users: %w", b, err)
 	}
 	return vals, nil
 }
@@ -447,10 +452,11 @@ func destroyAll(vals []ort.Value) {
 // ModelVersion is the model_version the records carry.
 func (s *Scorer) ModelVersion() string { return s.modelVersion }
 
-// Model returns the loaded model.
+// Model returns the loaded model. Its ONNX bytes are released once the
+// session is made (Model.ONNX is nil).
 func (s *Scorer) Model() *Model { return s.model }
 
-// Users is the number of users whose state is kept.
+// Users is the number of users whose state is kept, as of the last Score.
 func (s *Scorer) Users() int { return int(s.users.Load()) }
 
 // Evictions counts the users evicted from the state store to respect
@@ -696,7 +702,7 @@ func (s *Scorer) runRounds(ctx context.Context) error {
 // the given round.
 func (s *Scorer) runChunk(chunk []int32, round int) error {
 	b, r := &s.b, &s.run
-	d, l, m, k := s.dim, s.steps, s.exclude, s.modelK
+	d, l, m, k := s.dim, s.steps, s.excludeWidth, s.modelK
 	n := len(chunk)
 	rowsRun := n
 	if s.fixedBatch {
@@ -712,7 +718,7 @@ func (s *Scorer) runChunk(chunk []int32, round int) error {
 		copy(r.decays[i*l:], b.evDecay[from:from+cnt])
 		padEvents(r, i*l+cnt, (i+1)*l)
 		ex := r.exclude[i*m : (i+1)*m]
-		for j, item := range b.exclude[int(u)*m : int(u)*m+int(bu.nExclude)] {
+		for j, item := range b.exclude[int(u)*s.exclude : int(u)*s.exclude+int(bu.nExclude)] {
 			ex[j] = int64(item)
 		}
 		clear(ex[bu.nExclude:])

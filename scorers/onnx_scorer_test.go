@@ -2,9 +2,12 @@ package scorers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -67,7 +70,7 @@ func TestScorerConfigValidate(t *testing.T) {
 		{"steps", func(c *Config) { c.StepsPerRound = -2 }, "steps_per_round: must be >= 0, got -2"},
 		{"max_exclude", func(c *Config) { c.MaxExclude = -1 }, "max_exclude: must be in [1, 65535], got -1"},
 		{"max_users", func(c *Config) { c.MaxUsers = -5 }, "max_users: must be in"},
-		{"batch_users", func(c *Config) { c.BatchUsers = -1 }, "batch_users: must be > 0, got -1"},
+		{"batch_users", func(c *Config) { c.BatchUsers = -1 }, "batch_users: must be >= 0, got -1"},
 		{"decay", func(c *Config) { c.DecayHalfLife = time.Microsecond }, "decay_half_life: must be >= 1ms"},
 		{"threads", func(c *Config) { c.IntraOpThreads = -1 }, "intra_op_threads: must be >= 0"},
 		{"weight", func(c *Config) { c.TypeWeights["view"] = -1 }, `type_weights: weight of "view" must be 0 or in`},
@@ -88,7 +91,7 @@ func TestScorerConfigValidate(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 	if c.TypeWeights["search"] != 0 || c.TypeWeights["purchase"] != 8 || c.MaxExclude != 32 || c.MaxUsers != 1_000_000 ||
-		c.BatchUsers != 1024 || c.DecayHalfLife != 24*time.Hour || !slices.Equal(c.ExcludeTypes, []string{"purchase"}) {
+		c.DecayHalfLife != 24*time.Hour || !slices.Equal(c.ExcludeTypes, []string{"purchase"}) {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }
@@ -291,6 +294,10 @@ func TestScorerDeterminism(t *testing.T) {
 	spec3.Steps = 3
 	spec3.Version = "steps3"
 	dir3 := writeTestModel(t, spec3)
+	specB := spec
+	specB.Batch = 4
+	specB.Version = "batch4"
+	dirB := writeTestModel(t, specB)
 
 	r := rand.New(rand.NewPCG(31, 32))
 	var evs []testEvent
@@ -336,6 +343,7 @@ func TestScorerDeterminism(t *testing.T) {
 		{"batches of 1..300, runs of 7 users", Config{ModelDir: dir8, BatchUsers: 7}, random(2, 300)},
 		{"single events, one thread", Config{ModelDir: dir8, IntraOpThreads: 1}, random(3, 1)},
 		{"L=3 model, batches of 1..90", Config{ModelDir: dir3, BatchUsers: 5}, random(4, 90)},
+		{"L=8 model with a fixed B=4, batches of 1..40", Config{ModelDir: dirB}, random(5, 40)},
 	}
 	type result struct {
 		states map[string]UserState
@@ -344,6 +352,9 @@ func TestScorerDeterminism(t *testing.T) {
 	results := make([]result, len(variants))
 	for vi, v := range variants {
 		s := newTestScorer(t, v.cfg)
+		if v.cfg.ModelDir == dirB && (!s.fixedBatch || s.batch != 4) {
+			t.Fatalf("fixed-B model: fixed=%v users per run %d, want runs padded to 4", s.fixedBatch, s.batch)
+		}
 		res := result{states: map[string]UserState{}, last: map[string]schemas.Recommendation{}}
 		start := 0
 		for _, size := range v.splits(len(evs)) {
@@ -365,6 +376,16 @@ func TestScorerDeterminism(t *testing.T) {
 	if len(base.last) != 45 {
 		t.Fatalf("%d users refreshed, want 45", len(base.last))
 	}
+	// The digest lets runs on other machines be compared with this one.
+	h := sha256.New()
+	for _, user := range slices.Sorted(maps.Keys(base.last)) {
+		j, _ := json.Marshal(base.last[user])
+		h.Write(j)
+		for _, v := range base.states[user].State {
+			h.Write(binary.LittleEndian.AppendUint32(nil, math.Float32bits(v)))
+		}
+	}
+	t.Logf("digest of the final records and states: %x", h.Sum(nil)[:12])
 	for vi, res := range results[1:] {
 		name := variants[vi+1].name
 		for user, want := range base.states {
@@ -381,7 +402,7 @@ func TestScorerDeterminism(t *testing.T) {
 				t.Fatalf("%s: %s bookkeeping %+v, one batch gave %+v", name, user, got, want)
 			}
 			g, w := res.last[user], base.last[user]
-			if name[:1] == "L" { // another model: its version differs, nothing else may
+			if strings.HasPrefix(name, "L=") { // another model: its version differs, nothing else may
 				g.ModelVersion = w.ModelVersion
 			}
 			gj, _ := json.Marshal(g)
@@ -531,5 +552,15 @@ func TestScorerRefusesModelMismatch(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewScorer(%+v) = %v, want an error containing %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+func TestScorerBatchUsersDefault(t *testing.T) {
+	small := newTestScorer(t, Config{ModelDir: writeTestModel(t, testSpec(10, 2, 15))})
+	big := newTestScorer(t, Config{ModelDir: writeTestModel(t, testSpec(100_000, 2, 16))})
+	set := newTestScorer(t, Config{ModelDir: writeTestModel(t, testSpec(100, 2, 17)), BatchUsers: 3000})
+	// 64 MiB of float32 scores over 100,001 item indices is 167 users.
+	if small.batch != 256 || big.batch != 167 || set.batch != 3000 {
+		t.Fatalf("users per run: %d, %d, %d; want 256, 167 and the configured 3000", small.batch, big.batch, set.batch)
 	}
 }

@@ -144,8 +144,8 @@ func (r *Runtime) Close() error {
 	return err
 }
 
-// SessionOptions are the knobs of one ONNX Runtime session.
-type SessionOptions struct {
+// sessionOptions are the knobs of one ONNX Runtime session.
+type sessionOptions struct {
 	// IntraOpThreads is the number of threads one operator may use; 0 lets
 	// ONNX Runtime choose (one per physical core).
 	IntraOpThreads int
@@ -153,7 +153,7 @@ type SessionOptions struct {
 
 // newSession creates a session over the model bytes, with the given input
 // and output names in the order Run takes them.
-func (r *Runtime) newSession(model []byte, inputs, outputs []string, opts SessionOptions) (*ort.DynamicAdvancedSession, error) {
+func (r *Runtime) newSession(model []byte, inputs, outputs []string, opts sessionOptions) (*ort.DynamicAdvancedSession, error) {
 	ortEnv.mu.Lock()
 	closed := r.closed
 	ortEnv.mu.Unlock()

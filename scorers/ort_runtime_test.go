@@ -11,6 +11,7 @@ import (
 )
 
 func TestLibraryPath(t *testing.T) {
+	t.Setenv(LibraryEnv, "")
 	found, err := LibraryPath("")
 	if err != nil {
 		t.Fatalf("find the library from the package directory (run make setup): %v", err)
@@ -89,10 +90,10 @@ func TestRuntimeIsShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	in, out := contractNames()
-	if _, err := a.newSession(model, in, out, SessionOptions{}); err == nil {
+	if _, err := a.newSession(model, in, out, sessionOptions{}); err == nil {
 		t.Fatal("a closed runtime created a session")
 	}
-	sess, err := b.newSession(model, in, out, SessionOptions{IntraOpThreads: 1})
+	sess, err := b.newSession(model, in, out, sessionOptions{IntraOpThreads: 1})
 	if err != nil {
 		t.Fatalf("session on the remaining runtime: %v", err)
 	}

@@ -1,0 +1,198 @@
+package scorers
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/recstream/recstream/schemas"
+)
+
+// The benchmarks use the shapes of FACTS.md: 10,000 items, D=64, top-20,
+// B users per batch, one event per user (the streaming case).
+const (
+	benchItems = 10_000
+	benchDim   = 64
+)
+
+func reportRefreshes(b *testing.B, users int) {
+	b.ReportMetric(float64(users)*float64(b.N)/b.Elapsed().Seconds(), "refreshes/s")
+}
+
+// BenchmarkScore measures Scorer.Score end to end: grouping, state gather
+// and scatter, the session run and building the Arrow records.
+func BenchmarkScore(b *testing.B) {
+	dir := writeTestModel(b, testSpec(benchItems, benchDim, 1))
+	for _, tc := range []struct{ users, perRun int }{{256, 0}, {1024, 0}, {1024, 1024}} {
+		users := tc.users
+		name := fmt.Sprintf("B=%d", users)
+		if tc.perRun != 0 {
+			name += fmt.Sprintf("/batch_users=%d", tc.perRun)
+		}
+		b.Run(name, func(b *testing.B) {
+			s, err := NewScorer(Config{ModelDir: dir, BatchUsers: tc.perRun}, nil)
+			if err != nil {
+				b.Fatalf("new scorer (run make setup): %v", err)
+			}
+			defer s.Close()
+			r := rand.New(rand.NewPCG(1, 2))
+			evs := make([]testEvent, users)
+			offset := int64(0)
+			next := func() *schemas.EventBatch {
+				for i := range evs {
+					// Distinct users within a batch; 20*B users in all, so
+					// the store is warm after 20 batches.
+					evs[i] = testEvent{user: fmt.Sprintf("user-%06d", offset%int64(20*users)), item: fmt.Sprintf("i%04d", r.IntN(benchItems)),
+						typ: uint8(r.IntN(4)), ts: 1_700_000_000_000 + offset*1000, offset: offset}
+					offset++
+				}
+				return makeBatch(b, evs)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				batch := next()
+				b.StartTimer()
+				out, err := s.Score(context.Background(), batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				out.Release()
+				batch.Release()
+			}
+			reportRefreshes(b, users)
+		})
+	}
+}
+
+// BenchmarkSessionRun measures one raw session run on the same shapes (no
+// Go-side work): the ceiling of Score.
+func BenchmarkSessionRun(b *testing.B) {
+	rt := openTestRuntime(b)
+	spec := testSpec(benchItems, benchDim, 1)
+	tower := towerFromSpec(b, spec)
+	model, err := BuildUserTower(&UserTowerGraph{Dim: benchDim, Steps: DefaultSteps, TopK: DefaultTopK,
+		ItemEmbeddings: tower.emb, TypeWeights: tower.weights, ItemPrior: tower.prior})
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, out := contractNames()
+	for _, threads := range []int{0, 1} {
+		sess, err := rt.newSession(model, in, out, sessionOptions{IntraOpThreads: threads})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, users := range []int{64, 128, 256, 512, 1024} {
+			b.Run(fmt.Sprintf("B=%d/threads=%d", users, threads), func(b *testing.B) {
+				run := randomRun(rand.New(rand.NewPCG(1, 1)), users, benchDim, DefaultSteps, DefaultMaxExclude, benchItems, 5)
+				for i := range users { // one event per user, the rest padding
+					for l := 1; l < DefaultSteps; l++ {
+						p := i*DefaultSteps + l
+						run.items[p], run.types[p], run.decays[p] = 0, 0, 1
+					}
+					run.items[i*DefaultSteps] = int64(1 + i%benchItems)
+					run.types[i*DefaultSteps] = 1
+				}
+				k := int64(DefaultTopK)
+				bb := int64(users)
+				vals := []ort.Value{}
+				for _, v := range []func() (ort.Value, error){
+					func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, benchDim), run.state) },
+					func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultSteps), run.items) },
+					func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultSteps), run.types) },
+					func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultSteps), run.decays) },
+					func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultMaxExclude), run.exclude) },
+					func() (ort.Value, error) { return ort.NewEmptyTensor[float32](ort.NewShape(bb, benchDim)) },
+					func() (ort.Value, error) { return ort.NewEmptyTensor[float32](ort.NewShape(bb, k)) },
+					func() (ort.Value, error) { return ort.NewEmptyTensor[int64](ort.NewShape(bb, k)) },
+				} {
+					t, err := v()
+					if err != nil {
+						b.Fatal(err)
+					}
+					vals = append(vals, t)
+				}
+				defer destroyAll(vals)
+				b.ResetTimer()
+				for range b.N {
+					if err := sess.Run(vals[:5], vals[5:]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportRefreshes(b, users)
+			})
+		}
+		sess.Destroy()
+	}
+}
+
+// BenchmarkGoLoop is the plain Go loop on one goroutine that the session
+// replaces: the same update, every item scored, a top-20 kept by insertion.
+func BenchmarkGoLoop(b *testing.B) {
+	spec := testSpec(benchItems, benchDim, 1)
+	tower := towerFromSpec(b, spec)
+	const users, k = 256, DefaultTopK
+	run := randomRun(rand.New(rand.NewPCG(1, 1)), users, benchDim, 1, DefaultMaxExclude, benchItems, 5)
+	scores := make([]float32, benchItems+1)
+	topS := make([]float32, k)
+	topI := make([]int64, k)
+	b.ResetTimer()
+	for range b.N {
+		for u := range users {
+			state := run.state[u*benchDim : (u+1)*benchDim]
+			tower.update(state, run.items[u:u+1], run.types[u:u+1], run.decays[u:u+1])
+			for i := range scores {
+				e := tower.emb[i*benchDim : (i+1)*benchDim]
+				var dot float32
+				for j, v := range state {
+					dot += v * e[j]
+				}
+				scores[i] = dot + tower.prior[i]
+			}
+			for _, x := range run.exclude[u*DefaultMaxExclude : (u+1)*DefaultMaxExclude] {
+				scores[x] = schemas.ModelMaskedScore
+			}
+			n := 0
+			for i, sc := range scores {
+				if n == k && !(sc > topS[k-1]) {
+					continue
+				}
+				p := min(n, k-1) // when full, the last entry drops out
+				for p > 0 && topS[p-1] < sc {
+					topS[p], topI[p] = topS[p-1], topI[p-1]
+					p--
+				}
+				topS[p], topI[p] = sc, int64(i)
+				n = min(n+1, k)
+			}
+		}
+	}
+	reportRefreshes(b, users)
+}
+
+// BenchmarkTrainItem2Vec measures the trainer on a clustered history
+// (about 150k interactions, D=64, one epoch).
+func BenchmarkTrainItem2Vec(b *testing.B) {
+	evs := clusteredHistory(50, 200, 3000, 9)
+	b.ResetTimer()
+	var pairs int64
+	for range b.N {
+		res, err := TrainItem2Vec(context.Background(), evs, Item2VecConfig{Epochs: 1, Seed: 1}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pairs += res.Pairs
+	}
+	b.ReportMetric(float64(pairs)/b.Elapsed().Seconds(), "pairs/s")
+}
+
+// BenchmarkStateStoreBytesPerUser reports the memory per stored user.
+func BenchmarkStateStoreBytesPerUser(b *testing.B) {
+	for range b.N {
+		b.ReportMetric(measureStoreBytes(b, benchDim, DefaultMaxExclude, 100_000), "bytes/user")
+	}
+}
