@@ -87,6 +87,15 @@ type ReaderConfig struct {
 	Batch BatchConfig `yaml:"batch"`
 	// Limits is the event contract the decoder enforces.
 	Limits schemas.EventLimits `yaml:"limits"`
+
+	// ResumeFrom is set by the wiring, never from YAML, when the scorer's
+	// state was restored from a checkpoint (or is rebuilt by a replay): the
+	// first generation starts each listed partition at its offset instead
+	// of at the committed one, and each unlisted partition at its earliest
+	// offset, so that the events after the checkpoint are applied again.
+	// Their outputs are rewritten with the same versions, which the sinks
+	// absorb. Nil means start at the committed offsets.
+	ResumeFrom map[int]int64 `yaml:"-"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -224,6 +233,8 @@ type Consumer struct {
 	// found committed when the generation started); older commits are
 	// skipped.
 	committed map[int]int64
+	// resume is ReaderConfig.ResumeFrom until the first generation used it.
+	resume map[int]int64
 }
 
 // NewConsumer checks cfg, checks that the input topic exists (it waits up
@@ -279,6 +290,7 @@ func NewConsumer(cfg ReaderConfig, log *zap.Logger) (*Consumer, error) {
 		assigned:  map[int]bool{},
 		delivered: map[int]int64{},
 		committed: map[int]int64{},
+		resume:    cfg.ResumeFrom,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.run()
@@ -351,6 +363,13 @@ func (c *Consumer) startGeneration(gen *kafka.Generation) {
 		if d, ok := c.delivered[a.ID]; ok && (start < 0 || d > start) {
 			start = d // kept across the rebalance: resume after what Next returned
 		}
+		if c.resume != nil {
+			// Restored state: re-read everything after the checkpoint.
+			start = kafka.FirstOffset
+			if r, ok := c.resume[a.ID]; ok {
+				start = r
+			}
+		}
 		starts[a.ID] = start
 		if a.Offset >= 0 && a.Offset > c.committed[a.ID] {
 			c.committed[a.ID] = a.Offset
@@ -366,6 +385,7 @@ func (c *Consumer) startGeneration(gen *kafka.Generation) {
 			delete(c.committed, p)
 		}
 	}
+	c.resume = nil
 	c.broadcastLocked()
 	c.mu.Unlock()
 

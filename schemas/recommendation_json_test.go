@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -336,6 +337,22 @@ func BenchmarkRecommendationDecoder(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if err := d.Decode(in, &r); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// The hand-written time formatter agrees with the time package.
+func TestAppendRFC3339MillisMatchesTime(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	cases := []int64{0, 1, 999, 1000, 86_399_999, 86_400_000, 951_782_400_000 /* 2000-02-29 */, 4_107_542_400_000, /* 2100-03-01 */
+		maxFastMs - 1, maxFastMs, -1, -86_400_001, math.MaxInt64 / 1000, math.MinInt64 / 1000}
+	for range 100_000 {
+		cases = append(cases, rng.Int64N(maxFastMs))
+	}
+	for _, ms := range cases {
+		want := time.UnixMilli(ms).UTC().Format(rfc3339Millis)
+		if got := string(appendRFC3339Millis(nil, ms)); got != want {
+			t.Fatalf("appendRFC3339Millis(%d) = %s, want %s", ms, got, want)
 		}
 	}
 }

@@ -36,7 +36,7 @@ type ClickHouseConfig struct {
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// ReadTimeout bounds waiting for the server's answer, an insert's
 	// included; past it the write fails as unavailable and is retried.
-	// Default 60s.
+	// Default 30s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// ModernTypes chooses the DDL variant for tables the sink creates: "on"
 	// (DateTime64, LowCardinality, TTL; servers 20.1 and newer), "off" (the
@@ -67,7 +67,7 @@ const (
 	DefaultClickHouseDatabase        = "recstream"
 	DefaultClickHouseUsername        = "default"
 	DefaultClickHouseDialTimeout     = 5 * time.Second
-	DefaultClickHouseReadTimeout     = 60 * time.Second
+	DefaultClickHouseReadTimeout     = 30 * time.Second
 	DefaultClickHouseInsertChunkRows = 100_000
 )
 
@@ -341,7 +341,7 @@ func (s *ClickHouseSink) Write(ctx context.Context, events *schemas.EventBatch, 
 func (s *ClickHouseSink) insert(ctx context.Context, query string, n int, fill func(b driver.Batch, lo, hi int) error) error {
 	what := fmt.Sprintf("insert %d rows into %s", n, strings.Fields(query)[2])
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return s.writeError(ctx, what, err)
 	}
 	batch, err := s.conn.PrepareBatch(ctx, query)
 	if isMissingTable(err) {
@@ -393,43 +393,42 @@ func (s *ClickHouseSink) Close() error {
 // chScratch holds column buffers reused between writes, so a write's
 // allocations do not grow with its row count beyond the driver's own.
 type chScratch struct {
-	strs   []string
-	items  []string
-	scores []float32
-	times  []time.Time
-	i64    []int64
-	prices []*float64
+	strs      []string
+	items     []string
+	itemPtrs  []*string
+	scorePtrs []*float32
+	times     []time.Time
+	i64       []int64
+	prices    []*float64
 }
 
 // appendRecommendations appends rows [lo, hi) to b in the column order of
 // schemas.ClickHouseRecommendationsColumns.
 func appendRecommendations(b driver.Batch, sc *chScratch, r *schemas.RecommendationRows, lo, hi int) error {
+	bulk := func(v any) func(driver.BatchColumn) error {
+		return func(c driver.BatchColumn) error { return c.Append(v) }
+	}
+	// Each bulk value is built only when its column is appended: the string
+	// and time scratch slices are shared between columns.
 	cols := []struct {
-		name string
-		fn   func() any
+		name   string
+		append func(driver.BatchColumn) error
 	}{
-		{"user_id", func() any { return stringValues(sc, r.UserID, lo, hi) }},
-		{"items", nil},
-		{"scores", nil},
-		{"model_version", func() any { return stringValues(sc, r.ModelVersion, lo, hi) }},
-		{"version", func() any { return r.Version.Uint64Values()[lo:hi] }},
-		{"event_ts", func() any { return timeValues(sc, r.EventTs.TimestampValues(), lo, hi) }},
-		{"event_ts_ms", func() any { return msValues(sc, r.EventTs.TimestampValues(), lo, hi) }},
-		{"produced_at", func() any { return timeValues(sc, r.ProducedAt.TimestampValues(), lo, hi) }},
-		{"src_partition", func() any { return r.Partition.Int32Values()[lo:hi] }},
-		{"src_offset", func() any { return r.Offset.Int64Values()[lo:hi] }},
+		{"user_id", func(c driver.BatchColumn) error { return c.Append(stringValues(sc, r.UserID, lo, hi)) }},
+		{"items", func(c driver.BatchColumn) error { return appendItems(c, sc, r, lo, hi) }},
+		{"scores", func(c driver.BatchColumn) error { return appendScores(c, sc, r, lo, hi) }},
+		{"model_version", func(c driver.BatchColumn) error { return c.Append(stringValues(sc, r.ModelVersion, lo, hi)) }},
+		{"version", bulk(r.Version.Uint64Values()[lo:hi])},
+		{"event_ts", func(c driver.BatchColumn) error { return c.Append(timeValues(sc, r.EventTs.TimestampValues(), lo, hi)) }},
+		{"event_ts_ms", func(c driver.BatchColumn) error { return c.Append(msValues(sc, r.EventTs.TimestampValues(), lo, hi)) }},
+		{"produced_at", func(c driver.BatchColumn) error {
+			return c.Append(timeValues(sc, r.ProducedAt.TimestampValues(), lo, hi))
+		}},
+		{"src_partition", bulk(r.Partition.Int32Values()[lo:hi])},
+		{"src_offset", bulk(r.Offset.Int64Values()[lo:hi])},
 	}
 	for i, c := range cols {
-		var err error
-		switch c.name {
-		case "items":
-			err = appendItems(b.Column(i), sc, r, lo, hi)
-		case "scores":
-			err = appendScores(b.Column(i), sc, r, lo, hi)
-		default:
-			err = b.Column(i).Append(c.fn())
-		}
-		if err != nil {
+		if err := c.append(b.Column(i)); err != nil {
 			return fmt.Errorf("column %s: %w", c.name, err)
 		}
 	}
@@ -437,27 +436,37 @@ func appendRecommendations(b driver.Batch, sc *chScratch, r *schemas.Recommendat
 }
 
 // appendItems appends each row's item list. The driver's Array column takes
-// one row at a time without reflection ([]string); the slice is reused.
+// a row at a time without reflection, and takes it element by element
+// through an interface: pointers box for free where strings would allocate,
+// hence []*string into a reused slice of the row's strings.
 func appendItems(col driver.BatchColumn, sc *chScratch, r *schemas.RecommendationRows, lo, hi int) error {
 	for i := lo; i < hi; i++ {
 		start, end := r.Items.ValueOffsets(i)
-		sc.items = sc.items[:0]
+		sc.items, sc.itemPtrs = sc.items[:0], sc.itemPtrs[:0]
 		for j := start; j < end; j++ {
 			sc.items = append(sc.items, r.ItemValues.Value(int(j)))
 		}
-		if err := col.AppendRow(sc.items); err != nil {
+		for j := range sc.items {
+			sc.itemPtrs = append(sc.itemPtrs, &sc.items[j])
+		}
+		if err := col.AppendRow(sc.itemPtrs); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// appendScores appends each row's scores as pointers into the Arrow buffer
+// (see appendItems for why pointers).
 func appendScores(col driver.BatchColumn, sc *chScratch, r *schemas.RecommendationRows, lo, hi int) error {
 	values := r.ScoreValues.Float32Values()
 	for i := lo; i < hi; i++ {
 		start, end := r.Scores.ValueOffsets(i)
-		sc.scores = append(sc.scores[:0], values[start:end]...)
-		if err := col.AppendRow(sc.scores); err != nil {
+		sc.scorePtrs = sc.scorePtrs[:0]
+		for j := start; j < end; j++ {
+			sc.scorePtrs = append(sc.scorePtrs, &values[j])
+		}
+		if err := col.AppendRow(sc.scorePtrs); err != nil {
 			return err
 		}
 	}

@@ -383,4 +383,37 @@ func TestClickHouseSinkFatalAndCanceled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
 		t.Errorf("canceled context: error = %v; want context.Canceled, not ErrUnavailable", err)
 	}
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	if err := s.Write(expired, nil, recs); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("expired deadline: error = %v; want ErrUnavailable wrapping context.DeadlineExceeded", err)
+	}
+}
+
+// Writes from several goroutines (one per input partition) share one sink.
+func TestClickHouseSinkConcurrentWrites(t *testing.T) {
+	db := testDatabase(t)
+	s := newCHSink(t, ClickHouseConfig{Database: db, InsertChunkRows: 50})
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			recs, _ := makeRecs(t, recSpec{n: 200, userBase: g * 200, k: 5, seed: uint64(g)})
+			defer recs.Release()
+			events := makeEvents(t, 100, 10)
+			defer events.Release()
+			errs <- s.Write(context.Background(), events, recs)
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := chConn(t, sharedCH.Addr())
+	if n := queryUint64(t, conn, "SELECT count() FROM "+db+".recommendations FINAL"); n != 800 {
+		t.Errorf("FINAL rows = %d, want 800", n)
+	}
+	if n := queryUint64(t, conn, "SELECT count() FROM "+db+".events FINAL"); n != 100 {
+		t.Errorf("events FINAL = %d, want 100 (the same 100 written four times)", n)
+	}
 }

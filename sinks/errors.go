@@ -15,8 +15,10 @@
 //     wrong; retry the same batch with backoff and stop consuming meanwhile
 //     (back-pressure). Part of the batch may have been written; that is
 //     harmless since writes are idempotent.
-//   - errors.Is(err, context.Canceled): the caller's context ended (shut
-//     down). The batch is not acknowledged; it is read again after restart.
+//   - errors.Is(err, context.Canceled): the caller's context was cancelled
+//     (shut down). The batch is not acknowledged; it is read again after
+//     restart. A context that passed its deadline is a timeout instead:
+//     ErrUnavailable, so a per-attempt deadline leads to a retry.
 //   - anything else: fatal. The batch cannot be written as it is (schema
 //     mismatch, message too large, permission denied, bad configuration).
 //     Retrying will not help: stop the pipeline without committing, and let

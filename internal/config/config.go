@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/recstream/recstream/checkpoints"
 	"github.com/recstream/recstream/consumers"
 	"github.com/recstream/recstream/internal/pipeline"
 	"github.com/recstream/recstream/scorers"
@@ -39,6 +40,8 @@ type Config struct {
 	ClickHouse sinks.ClickHouseConfig `yaml:"clickhouse"`
 	// Output is the Kafka output topic of recommendations.
 	Output sinks.KafkaSinkConfig `yaml:"output"`
+	// Checkpoint saves user state with the offsets it reflects.
+	Checkpoint checkpoints.Config `yaml:"checkpoint"`
 	// Pipeline tunes retries and shutdown.
 	Pipeline pipeline.Config `yaml:"pipeline"`
 	// Log sets the log format and level.
@@ -153,9 +156,18 @@ func (c Config) WithDefaults() Config {
 	// The scorer maps type codes to weights by the input's type list.
 	c.Scorer.EventTypes = c.Input.Limits.Types
 	c.Scorer = c.Scorer.WithDefaults()
+	// The ClickHouse sink writes type names, and a new output topic gets the
+	// input's partition count.
+	if c.ClickHouse.EventTypes == nil {
+		c.ClickHouse.EventTypes = c.Input.Limits.Types
+	}
+	if c.Output.InputTopic == "" {
+		c.Output.InputTopic = c.Input.Topic
+	}
 	c.ClickHouse = c.ClickHouse.WithDefaults()
 	c.Output = c.Output.WithDefaults()
 	c.Pipeline = c.Pipeline.WithDefaults()
+	c.Checkpoint = c.Checkpoint.WithDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -179,6 +191,7 @@ func (c Config) Validate() error {
 		{"clickhouse", c.ClickHouse.Validate()},
 		{"output", c.Output.Validate()},
 		{"pipeline", c.Pipeline.Validate()},
+		{"checkpoint", c.Checkpoint.Validate()},
 		{"log", c.Log.Validate()},
 	}
 	for _, ch := range checks {

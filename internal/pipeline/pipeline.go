@@ -50,6 +50,21 @@ type DeadLetterSink interface {
 	Write(ctx context.Context, sourceTopic string, letters []schemas.DeadLetter) error
 }
 
+// Checkpointer saves the scorer's state together with the input positions
+// it reflects, so that a restart need not replay the whole input.
+type Checkpointer interface {
+	// Capture is called in the scoring goroutine right after a batch was
+	// scored, with the positions after that batch for every partition seen
+	// so far. It copies the state and returns the save to run once the
+	// batch is committed, or nil when no checkpoint is due.
+	Capture(positions map[int32]int64) PendingCheckpoint
+}
+
+// PendingCheckpoint is a captured state waiting for its batch's commit.
+type PendingCheckpoint interface {
+	Save(ctx context.Context) error
+}
+
 // NamedSink is a sink with the name used in logs and statistics.
 type NamedSink struct {
 	Name string
@@ -105,6 +120,10 @@ type Pipeline struct {
 	log    *zap.Logger
 	stats  *Stats
 	now    func() time.Time
+	ckpt   Checkpointer
+	// written holds, per partition, the position after the last batch
+	// written; only the writing goroutine touches it.
+	written map[int32]int64
 }
 
 // New wires a pipeline. dlq may be nil only if the source never yields
@@ -129,14 +148,22 @@ func New(cfg Config, source Source, scorer Scorer, dlq DeadLetterSink, outputs [
 	}
 }
 
+// SetCheckpointer makes the pipeline take checkpoints; call before Run.
+func (p *Pipeline) SetCheckpointer(c Checkpointer) { p.ckpt = c }
+
 // Stats returns the live statistics of the pipeline.
 func (p *Pipeline) Stats() *Stats { return p.stats }
 
 // Run processes batches until ctx is cancelled or a fatal error occurs.
-// Cancelling ctx is a soft stop: no new batch is taken, the in-flight batch
-// is written and committed within DrainTimeout, and Run returns nil.
+// Cancelling ctx is a soft stop: no new batch is taken, the batches in
+// flight are written and committed within DrainTimeout, and Run returns nil.
+//
+// Scoring and writing overlap: while the sinks write batch n, batch n+1 is
+// scored. At most two batches are in flight, so memory stays bounded when a
+// sink stalls, and batches are written and committed strictly in order.
 func (p *Pipeline) Run(ctx context.Context) error {
-	// Work on a batch continues past a soft stop, until the drain deadline.
+	// Work on taken batches continues past a soft stop, until the drain
+	// deadline.
 	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
 	defer abandon()
 	stopWatch := context.AfterFunc(ctx, func() {
@@ -145,41 +172,105 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	})
 	defer stopWatch()
 
-	for {
-		batch, err := p.source.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				p.log.Info("pipeline stopped: input drained")
-				return nil
-			}
-			return fmt.Errorf("read next batch: %w", err)
+	scored := make(chan scoredBatch, 1)
+	go p.scoreLoop(ctx, work, scored)
+
+	for sb := range scored {
+		if sb.err != nil {
+			abandon()
+			return sb.err
 		}
-		err = p.process(work, batch)
-		batch.Release()
+		err := p.write(work, sb)
+		sb.release()
 		if err != nil {
-			if work.Err() != nil {
+			abandon()
+			// Let the scoring goroutine see the cancellation and exit.
+			for rest := range scored {
+				rest.release()
+			}
+			if ctx.Err() != nil {
 				p.log.Warn("pipeline stopped: drain deadline passed, in-flight batch left uncommitted", zap.Error(err))
 				return nil
 			}
 			return err
 		}
-		if ctx.Err() != nil {
-			p.log.Info("pipeline stopped: in-flight batch drained and committed")
-			return nil
+	}
+	p.log.Info("pipeline stopped: input drained, batches in flight written and committed")
+	// Every scored batch is written now, so the state matches the positions
+	// written: a last checkpoint spares the next start a replay.
+	if p.ckpt != nil && len(p.written) > 0 {
+		if pending := p.ckpt.Capture(p.written); pending != nil {
+			if err := pending.Save(work); err != nil {
+				p.log.Warn("final checkpoint failed; the next start replays from the previous one", zap.Error(err))
+			}
+		}
+	}
+	return nil
+}
+
+// scoredBatch is a batch on its way from the scorer to the sinks, or the
+// error that ended scoring.
+type scoredBatch struct {
+	batch  *schemas.EventBatch
+	recs   *schemas.RecommendationBatch
+	start  time.Time
+	scored time.Time
+	// checkpoint is the state after this batch, to save once it is committed.
+	checkpoint PendingCheckpoint
+	err        error
+}
+
+func (sb scoredBatch) release() {
+	if sb.recs != nil {
+		sb.recs.Release()
+	}
+	if sb.batch != nil {
+		sb.batch.Release()
+	}
+}
+
+// scoreLoop takes batches from the source and scores them in order, until
+// the source stops (soft stop: ctx) or work is abandoned. It closes out.
+func (p *Pipeline) scoreLoop(ctx, work context.Context, out chan<- scoredBatch) {
+	defer close(out)
+	positions := map[int32]int64{}
+	for {
+		batch, err := p.source.Next(ctx)
+		if err != nil {
+			if ctx.Err() == nil && work.Err() == nil {
+				out <- scoredBatch{err: fmt.Errorf("read next batch: %w", err)}
+			}
+			return
+		}
+		start := p.now()
+		recs, err := p.scorer.Score(work, batch)
+		if err != nil {
+			batch.Release()
+			out <- scoredBatch{err: fmt.Errorf("score batch of %d events: %w", batch.Events.NumRows(), err)}
+			return
+		}
+		sb := scoredBatch{batch: batch, recs: recs, start: start, scored: p.now()}
+		for _, pos := range batch.Commit {
+			positions[int32(pos.Partition)] = pos.Offset
+		}
+		if p.ckpt != nil {
+			sb.checkpoint = p.ckpt.Capture(positions)
+		}
+		select {
+		case out <- sb:
+		case <-work.Done():
+			recs.Release()
+			batch.Release()
+			return
 		}
 	}
 }
 
-// process scores, writes and commits one batch.
-func (p *Pipeline) process(ctx context.Context, batch *schemas.EventBatch) error {
-	start := p.now()
-	recs, err := p.scorer.Score(ctx, batch)
-	if err != nil {
-		return fmt.Errorf("score batch of %d events: %w", batch.Events.NumRows(), err)
-	}
-	defer recs.Release()
-	scored := p.now()
-
+// write stores one scored batch in every sink and the dead-letter topic,
+// then commits its input positions.
+func (p *Pipeline) write(ctx context.Context, sb scoredBatch) error {
+	batch, recs := sb.batch, sb.recs
+	writeStart := p.now()
 	var wg sync.WaitGroup
 	errs := make([]error, len(p.sinks)+1)
 	if len(batch.DeadLetters) > 0 {
@@ -198,7 +289,9 @@ func (p *Pipeline) process(ctx context.Context, batch *schemas.EventBatch) error
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			t0 := p.now()
 			errs[i+1] = p.retry(ctx, s.Name, func() error { return s.Sink.Write(ctx, batch, recs) })
+			p.stats.recordSinkTime(s.Name, p.now().Sub(t0))
 		}()
 	}
 	wg.Wait()
@@ -216,7 +309,23 @@ func (p *Pipeline) process(ctx context.Context, batch *schemas.EventBatch) error
 		p.log.Warn("commit input offsets failed; the batch will be re-read after a restart",
 			zap.Int("partitions", len(batch.Commit)), zap.Error(err))
 	}
-	p.stats.recordBatch(batch, recs, start, scored, written, p.now())
+	for _, pos := range batch.Commit {
+		if p.written == nil {
+			p.written = map[int32]int64{}
+		}
+		p.written[int32(pos.Partition)] = pos.Offset
+	}
+	p.stats.recordBatch(batch, recs, sb.start, sb.scored, writeStart, written, p.now())
+	if sb.checkpoint != nil {
+		if err := sb.checkpoint.Save(ctx); err != nil {
+			// Not fatal: the previous checkpoint stays valid, a restart
+			// just replays more.
+			p.stats.recordCheckpointFailure()
+			p.log.Warn("checkpoint failed", zap.Error(err))
+		} else {
+			p.stats.recordCheckpoint(p.now())
+		}
+	}
 	return nil
 }
 

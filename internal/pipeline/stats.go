@@ -11,19 +11,23 @@ import (
 // Stats counts what the pipeline did. Safe for concurrent use: the loop
 // writes it, the demo summary and the metrics endpoint read it.
 type Stats struct {
-	Batches         atomic.Uint64
-	Records         atomic.Uint64 // input records, valid and dead-lettered
-	EventsValid     atomic.Uint64
-	DeadLetters     atomic.Uint64
-	Refreshes       atomic.Uint64 // recommendation rows produced
-	CommitFailures  atomic.Uint64
-	ScoreNanos      atomic.Uint64
-	WriteNanos      atomic.Uint64
-	CommittedOffset atomic.Int64 // sum over partitions of the last committed positions' offsets
+	Batches            atomic.Uint64
+	Records            atomic.Uint64 // input records, valid and dead-lettered
+	EventsValid        atomic.Uint64
+	DeadLetters        atomic.Uint64
+	Refreshes          atomic.Uint64 // recommendation rows produced
+	CommitFailures     atomic.Uint64
+	ScoreNanos         atomic.Uint64
+	WriteNanos         atomic.Uint64
+	Checkpoints        atomic.Uint64
+	CheckpointFailures atomic.Uint64
+	// LastCheckpointUnixNano is when the last checkpoint was saved (0: none).
+	LastCheckpointUnixNano atomic.Int64
 
 	mu        sync.Mutex
 	byReason  map[string]uint64
 	retries   map[string]uint64
+	sinkNanos map[string]uint64
 	sinkNames []string
 	latency   *LatencyHistogram
 	first     time.Time
@@ -34,12 +38,13 @@ func newStats(sinkNames []string) *Stats {
 	return &Stats{
 		byReason:  map[string]uint64{},
 		retries:   map[string]uint64{},
+		sinkNanos: map[string]uint64{},
 		sinkNames: sinkNames,
 		latency:   NewLatencyHistogram(),
 	}
 }
 
-func (s *Stats) recordBatch(b *schemas.EventBatch, recs *schemas.RecommendationBatch, start, scored, written, committed time.Time) {
+func (s *Stats) recordBatch(b *schemas.EventBatch, recs *schemas.RecommendationBatch, start, scored, writeStart, written, committed time.Time) {
 	n := b.Events.NumRows()
 	s.Batches.Add(1)
 	s.Records.Add(uint64(b.Records))
@@ -47,7 +52,7 @@ func (s *Stats) recordBatch(b *schemas.EventBatch, recs *schemas.RecommendationB
 	s.DeadLetters.Add(uint64(len(b.DeadLetters)))
 	s.Refreshes.Add(uint64(recs.Recs.NumRows()))
 	s.ScoreNanos.Add(uint64(scored.Sub(start)))
-	s.WriteNanos.Add(uint64(written.Sub(scored)))
+	s.WriteNanos.Add(uint64(written.Sub(writeStart)))
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -70,6 +75,12 @@ func (s *Stats) recordBatch(b *schemas.EventBatch, recs *schemas.RecommendationB
 	}
 }
 
+func (s *Stats) recordSinkTime(sink string, d time.Duration) {
+	s.mu.Lock()
+	s.sinkNanos[sink] += uint64(d)
+	s.mu.Unlock()
+}
+
 func (s *Stats) recordRetry(target string) {
 	s.mu.Lock()
 	s.retries[target]++
@@ -77,6 +88,13 @@ func (s *Stats) recordRetry(target string) {
 }
 
 func (s *Stats) recordCommitFailure() { s.CommitFailures.Add(1) }
+
+func (s *Stats) recordCheckpoint(at time.Time) {
+	s.Checkpoints.Add(1)
+	s.LastCheckpointUnixNano.Store(at.UnixNano())
+}
+
+func (s *Stats) recordCheckpointFailure() { s.CheckpointFailures.Add(1) }
 
 // Snapshot is a point-in-time copy of Stats.
 type Snapshot struct {
@@ -90,6 +108,9 @@ type Snapshot struct {
 	CommitFailures uint64            `json:"commit_failures"`
 	ScoreSeconds   float64           `json:"score_seconds"`
 	WriteSeconds   float64           `json:"write_seconds"`
+	// SinkSeconds is the time spent writing to each sink (they write in
+	// parallel, so WriteSeconds is about the slowest of them).
+	SinkSeconds map[string]float64 `json:"sink_seconds"`
 	// Busy is the time from the first fetched record to the last commit.
 	Busy       time.Duration `json:"-"`
 	LatencyP50 time.Duration `json:"-"`
@@ -110,6 +131,7 @@ func (s *Stats) Snapshot() Snapshot {
 		DeadByReason:   make(map[string]uint64, len(s.byReason)),
 		Refreshes:      s.Refreshes.Load(),
 		Retries:        make(map[string]uint64, len(s.retries)),
+		SinkSeconds:    make(map[string]float64, len(s.sinkNanos)),
 		CommitFailures: s.CommitFailures.Load(),
 		ScoreSeconds:   float64(s.ScoreNanos.Load()) / 1e9,
 		WriteSeconds:   float64(s.WriteNanos.Load()) / 1e9,
@@ -123,6 +145,9 @@ func (s *Stats) Snapshot() Snapshot {
 	}
 	for k, v := range s.retries {
 		snap.Retries[k] = v
+	}
+	for k, v := range s.sinkNanos {
+		snap.SinkSeconds[k] = float64(v) / 1e9
 	}
 	if !s.first.IsZero() {
 		snap.Busy = s.last.Sub(s.first)
