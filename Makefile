@@ -1,6 +1,7 @@
 # recstream — the two commands a new user needs: `make demo` and `make test`.
 # Both fetch what they need (ONNX Runtime from npm with a checksum check,
-# ClickHouse from apt) through `make setup`.
+# ClickHouse from apt, Apache Kafka's jars from Maven Central) through
+# `make setup`.
 
 GO        ?= go
 BIN       := bin/recstream
@@ -13,8 +14,9 @@ FUZZTIME  ?= 20s
 
 all: build
 
-## setup: fetch the ONNX Runtime library and install the ClickHouse server
-setup: .deps/onnxruntime/libonnxruntime.so .deps/clickhouse.stamp
+## setup: fetch the ONNX Runtime library, install the ClickHouse server and
+## fetch the Apache Kafka broker's jars (tests run a real KRaft cluster)
+setup: .deps/onnxruntime/libonnxruntime.so .deps/clickhouse.stamp .deps/kafka/libs.stamp
 
 .deps/onnxruntime/libonnxruntime.so: scripts/fetch-onnxruntime.sh
 	./scripts/fetch-onnxruntime.sh
@@ -23,6 +25,10 @@ setup: .deps/onnxruntime/libonnxruntime.so .deps/clickhouse.stamp
 .deps/clickhouse.stamp: scripts/clickhouse.sh
 	./scripts/clickhouse.sh install
 	@mkdir -p .deps && touch $@
+
+# kafka.sh writes the stamp (the pom's sha256) itself, once the jars are in place.
+.deps/kafka/libs.stamp: scripts/kafka.sh scripts/kafka/pom.xml
+	./scripts/kafka.sh fetch
 
 ## build: the recstream binary in bin/
 build:

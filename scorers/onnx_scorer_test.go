@@ -352,8 +352,8 @@ func TestScorerDeterminism(t *testing.T) {
 	results := make([]result, len(variants))
 	for vi, v := range variants {
 		s := newTestScorer(t, v.cfg)
-		if v.cfg.ModelDir == dirB && (!s.fixedBatch || s.batch != 4) {
-			t.Fatalf("fixed-B model: fixed=%v users per run %d, want runs padded to 4", s.fixedBatch, s.batch)
+		if v.cfg.ModelDir == dirB && (!s.eng.Load().fixedBatch || s.eng.Load().batch != 4) {
+			t.Fatalf("fixed-B model: fixed=%v users per run %d, want runs padded to 4", s.eng.Load().fixedBatch, s.eng.Load().batch)
 		}
 		res := result{states: map[string]UserState{}, last: map[string]schemas.Recommendation{}}
 		start := 0
@@ -560,7 +560,80 @@ func TestScorerBatchUsersDefault(t *testing.T) {
 	big := newTestScorer(t, Config{ModelDir: writeTestModel(t, testSpec(100_000, 2, 16))})
 	set := newTestScorer(t, Config{ModelDir: writeTestModel(t, testSpec(100, 2, 17)), BatchUsers: 3000})
 	// 64 MiB of float32 scores over 100,001 item indices is 167 users.
-	if small.batch != 256 || big.batch != 167 || set.batch != 3000 {
-		t.Fatalf("users per run: %d, %d, %d; want 256, 167 and the configured 3000", small.batch, big.batch, set.batch)
+	if small.eng.Load().batch != 256 || big.eng.Load().batch != 167 || set.eng.Load().batch != 3000 {
+		t.Fatalf("users per run: %d, %d, %d; want 256, 167 and the configured 3000", small.eng.Load().batch, big.eng.Load().batch, set.eng.Load().batch)
+	}
+}
+
+// TestScorerIdleExpiry forgets users idle longer than idle_expiry (by event
+// time): dropped from the store when the clock passes them, restarted cold
+// when they come back, with the same records whatever the batch splits.
+func TestScorerIdleExpiry(t *testing.T) {
+	const hour = int64(3_600_000)
+	dir := writeTestModel(t, testSpec(50, 8, 21))
+	evs := []testEvent{
+		{user: "a", item: "i0001", typ: typePurchase, ts: 0, offset: 0},
+		{user: "b", item: "i0002", typ: typeView, ts: 10, offset: 1},
+		{user: "c", item: "i0003", typ: typeView, ts: hour / 2, offset: 2},
+		{user: "d", item: "i0004", typ: typeView, ts: 2 * hour, offset: 3}, // a and b are now idle > 1h
+		{user: "a", item: "i0005", typ: typeClick, ts: 2*hour + 1, offset: 4},
+		{user: "c", item: "i0006", typ: typeClick, ts: 2*hour + 2, offset: 5}, // c idle 1.5h: cold too
+		{user: "d", item: "i0007", typ: typeClick, ts: 2*hour + 3, offset: 6}, // d is fresh: warm
+	}
+	type result struct {
+		recs   map[string]string
+		states map[string]UserState
+		stats  ScorerStats
+	}
+	run := func(splits []int) result {
+		s := newTestScorer(t, Config{ModelDir: dir, IdleExpiry: time.Hour})
+		res := result{recs: map[string]string{}, states: map[string]UserState{}}
+		start := 0
+		for _, n := range splits {
+			for _, rec := range score(t, s, evs[start:start+n]) {
+				j, _ := json.Marshal(rec)
+				res.recs[rec.UserID] = string(j)
+			}
+			start += n
+		}
+		s.Store().Each(func(u UserState) bool { res.states[u.UserID] = u; return true })
+		res.stats = s.Stats()
+		return res
+	}
+	one := run([]int{7})
+	split := run([]int{3, 1, 3})
+	singles := run([]int{1, 1, 1, 1, 1, 1, 1})
+
+	// Fresh users fed only the events after the gap give the cold states.
+	fresh := newTestScorer(t, Config{ModelDir: dir})
+	score(t, fresh, []testEvent{evs[4], evs[5]})
+	for _, u := range []string{"a", "c"} {
+		want, _ := fresh.Store().Get(u)
+		for name, res := range map[string]result{"one batch": one, "3+1+3": split, "singles": singles} {
+			got := res.states[u]
+			if !slices.Equal(got.State, want.State) || len(got.Bought) != 0 {
+				t.Fatalf("%s: %s after an idle gap: state %v bought %v, want the cold start %v and nothing bought", name, u, got.State, got.Bought, want.State)
+			}
+		}
+	}
+	for name, res := range map[string]result{"3+1+3": split, "singles": singles} {
+		for u, rec := range one.recs {
+			if res.recs[u] != rec {
+				t.Fatalf("%s: last record of %s\n%s\none batch gave\n%s", name, u, res.recs[u], rec)
+			}
+		}
+	}
+	// b never came back: dropped once the clock passed it (not in the one
+	// batch run, where nothing was idle when the batch began).
+	if _, ok := singles.states["b"]; ok || singles.stats.Users != 3 {
+		t.Fatalf("singles: b kept (%v), %d users; want b dropped and 3 users", ok, singles.stats.Users)
+	}
+	// Expiries: a, b and c in the singles run (b dropped, a and c dropped
+	// before returning); a and c restarted cold in the one batch run.
+	if singles.stats.Expiries != 3 || one.stats.Expiries != 2 {
+		t.Fatalf("expiries: singles %d, one batch %d; want 3 and 2", singles.stats.Expiries, one.stats.Expiries)
+	}
+	if d := one.states["d"]; d.NewestTsMs != 2*hour+3 || d.Offset != 6 {
+		t.Fatalf("d: %+v", d)
 	}
 }

@@ -149,6 +149,11 @@ type sessionOptions struct {
 	// IntraOpThreads is the number of threads one operator may use; 0 lets
 	// ONNX Runtime choose (one per physical core).
 	IntraOpThreads int
+	// AllowSpinning lets the intra-op threads spin while they wait for
+	// work (ONNX Runtime's default). Off, they sleep: on a machine of two
+	// cores spinning threads take the CPU from the sinks and the broker
+	// (see BenchmarkScoreSpinning for what each costs).
+	AllowSpinning bool
 }
 
 // newSession creates a session over the model bytes, with the given input
@@ -174,6 +179,15 @@ func (r *Runtime) newSession(model []byte, inputs, outputs []string, opts sessio
 	// single executor keeps runs reproducible.
 	if err := so.SetInterOpNumThreads(1); err != nil {
 		return nil, fmt.Errorf("set inter-op threads: %w", err)
+	}
+	spin := "0"
+	if opts.AllowSpinning {
+		spin = "1"
+	}
+	for _, key := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
+		if err := so.AddSessionConfigEntry(key, spin); err != nil {
+			return nil, fmt.Errorf("set session config %s=%s: %w", key, spin, err)
+		}
 	}
 	if err := so.SetLogSeverityLevel(ort.LoggingLevelError); err != nil {
 		return nil, fmt.Errorf("set session log level: %w", err)

@@ -2,9 +2,14 @@ package scorers
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -195,4 +200,73 @@ func BenchmarkStateStoreBytesPerUser(b *testing.B) {
 	for range b.N {
 		b.ReportMetric(measureStoreBytes(b, benchDim, DefaultMaxExclude, 100_000), "bytes/user")
 	}
+}
+
+// BenchmarkScoreSpinning compares ONNX Runtime's intra-op threads spinning
+// while they wait for work (ONNX Runtime's default) with sleeping (the
+// scorer's setting), 256 users per batch:
+//   - load=none: batches back to back;
+//   - load=gap: a 2 ms pause after each batch (timer stopped), as when the
+//     pipeline waits for its sinks;
+//   - load=competitor: a busy goroutine stands in for the sinks and the
+//     broker; the work it gets done is competitor_ops/s (SHA-256 of 4 KiB).
+//
+// cpu_ms/batch is the CPU time of the whole process (every thread) per
+// batch, pauses included: what the scorer takes from the rest of the
+// machine.
+func BenchmarkScoreSpinning(b *testing.B) {
+	dir := writeTestModel(b, testSpec(benchItems, benchDim, 1))
+	for _, load := range []string{"none", "gap", "competitor"} {
+		for _, spin := range []bool{true, false} {
+			b.Run(fmt.Sprintf("load=%s/spinning=%v", load, spin), func(b *testing.B) {
+				s, err := NewScorer(Config{ModelDir: dir, Device: DeviceCPU, allowSpinning: spin}, nil)
+				if err != nil {
+					b.Fatalf("new scorer (run make setup): %v", err)
+				}
+				defer s.Close()
+				var ops atomic.Int64
+				var wg sync.WaitGroup
+				stop := make(chan struct{})
+				if load == "competitor" {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						buf := make([]byte, 4096)
+						for {
+							select {
+							case <-stop:
+								return
+							default:
+							}
+							sum := sha256.Sum256(buf)
+							buf[0] = sum[0]
+							ops.Add(1)
+						}
+					}()
+				}
+				var pause func()
+				if load == "gap" {
+					pause = func() { time.Sleep(2 * time.Millisecond) }
+				}
+				start, cpu0 := time.Now(), processCPU()
+				benchScoreWith(b, s, 256, pause)
+				cpu := processCPU() - cpu0
+				close(stop)
+				wg.Wait()
+				b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu_ms/batch")
+				if load == "competitor" {
+					b.ReportMetric(float64(ops.Load())/time.Since(start).Seconds(), "competitor_ops/s")
+				}
+			})
+		}
+	}
+}
+
+// processCPU returns the CPU time the process has used, all threads.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -32,6 +32,9 @@ type UserState struct {
 	// Bought holds the item indices to exclude from the user's
 	// recommendations, oldest first, at most StateStore.MaxExclude.
 	Bought []int32
+	// History holds a sequence model's user's last item indices, oldest
+	// first, at most StateStore.HistoryLen; nil in a store of states.
+	History []int32
 }
 
 // userMeta is the per-user bookkeeping kept beside the state vector.
@@ -40,40 +43,63 @@ type userMeta struct {
 	offset     int64
 	partition  int32
 	nBought    uint16 // valid entries in the bought list
+	nHist      uint16 // valid entries in the history
 }
 
 // StateStore keeps every known user's state in flat arrays indexed by a
-// slot: one arena of D float32 per user, a bounded list of bought item
-// indices per user and a little bookkeeping. A map from user id to slot is
-// the only per-user allocation. When MaxUsers users are stored, taking a new
-// one evicts the user idle longest (the least recently refreshed); Evictions
-// counts them. An evicted user who comes back starts from a cold state.
+// slot: for a stateful model one arena of D float32 per user, for a
+// sequence model one of H item indices (int32) per user; beside it a
+// bounded list of bought item indices per user and a little bookkeeping. A
+// map from user id to slot is the only per-user allocation. When MaxUsers
+// users are stored, taking a new one evicts the user idle longest (the
+// least recently refreshed); Evictions counts them. Users idle for longer
+// than the scorer's idle_expiry are dropped (Expire); Expiries counts them.
+// An evicted or expired user who comes back starts from a cold state.
 //
 // A StateStore is not safe for concurrent use; the scorer that owns it
 // serialises access.
 type StateStore struct {
-	dim        int
+	dim        int // float32 state values per user; 0 in a history store
+	histLen    int // item indices of history per user; 0 in a state store
 	maxExclude int
 	maxUsers   int
 
 	index  map[string]int32 // user id -> slot
-	ids    []string         // slot -> user id
+	ids    []string         // slot -> user id ("" for a free slot)
 	states []float32        // slot*dim ... slot*dim+dim
+	hist   []int32          // slot*histLen ...: item history, oldest first
 	meta   []userMeta
 	bought []int32 // slot*maxExclude ...: bought item indices, oldest first
+	free   []int32 // slots of expired users, reused before new ones
 	// Recency list, most recently touched first: prev/next link slots.
 	prev, next []int32
 	head, tail int32
 
-	evictions uint64
+	evictions, expiries uint64
 }
 
-// NewStateStore returns an empty store for states of dim values, up to
-// maxExclude bought items per user and maxUsers users.
+// NewStateStore returns an empty store for states of dim values (a
+// stateful model's), up to maxExclude bought items per user and maxUsers
+// users.
 func NewStateStore(dim, maxExclude, maxUsers int) (*StateStore, error) {
-	switch {
-	case dim <= 0:
+	if dim <= 0 {
 		return nil, fmt.Errorf("new state store: dim must be > 0, got %d", dim)
+	}
+	return newStore(dim, 0, maxExclude, maxUsers)
+}
+
+// NewHistoryStore returns an empty store for histories of up to histLen
+// item indices (a sequence model's), up to maxExclude bought items per user
+// and maxUsers users.
+func NewHistoryStore(histLen, maxExclude, maxUsers int) (*StateStore, error) {
+	if histLen <= 0 || histLen > math.MaxUint16 {
+		return nil, fmt.Errorf("new history store: history length must be in [1, %d], got %d", math.MaxUint16, histLen)
+	}
+	return newStore(0, histLen, maxExclude, maxUsers)
+}
+
+func newStore(dim, histLen, maxExclude, maxUsers int) (*StateStore, error) {
+	switch {
 	case maxExclude < 0 || maxExclude > math.MaxUint16:
 		return nil, fmt.Errorf("new state store: max_exclude must be in [0, %d], got %d", math.MaxUint16, maxExclude)
 	case maxUsers <= 0 || maxUsers > math.MaxInt32:
@@ -81,6 +107,7 @@ func NewStateStore(dim, maxExclude, maxUsers int) (*StateStore, error) {
 	}
 	return &StateStore{
 		dim:        dim,
+		histLen:    histLen,
 		maxExclude: maxExclude,
 		maxUsers:   maxUsers,
 		index:      make(map[string]int32),
@@ -89,8 +116,12 @@ func NewStateStore(dim, maxExclude, maxUsers int) (*StateStore, error) {
 	}, nil
 }
 
-// Dim is the width of a state vector.
+// Dim is the width of a state vector; 0 in a history store.
 func (s *StateStore) Dim() int { return s.dim }
+
+// HistoryLen is the most item indices of history kept per user; 0 in a
+// store of states.
+func (s *StateStore) HistoryLen() int { return s.histLen }
 
 // MaxExclude is the most bought items kept per user.
 func (s *StateStore) MaxExclude() int { return s.maxExclude }
@@ -103,6 +134,11 @@ func (s *StateStore) Len() int { return len(s.index) }
 
 // Evictions counts the users evicted to make room since the store was made.
 func (s *StateStore) Evictions() uint64 { return s.evictions }
+
+// Expiries counts the users forgotten for being idle since the store was
+// made: dropped by Expire, or restarted cold by the scorer when their next
+// event came after more than idle_expiry.
+func (s *StateStore) Expiries() uint64 { return s.expiries }
 
 // lookup returns the user's slot, or noSlot. id may point into a reused
 // buffer: lookup does not keep it.
@@ -150,16 +186,21 @@ func (s *StateStore) pushFront(slot int32) {
 }
 
 // insert adds a user with a cold state at the front of the recency list,
-// evicting the least recently touched user when the store is full. The
-// caller must have touched every user it still needs, so that the one
-// evicted is not among them. id is copied.
+// reusing the slot of an expired user if there is one, else evicting the
+// least recently touched user when the store is full. The caller must have
+// touched every user it still needs, so that the one evicted is not among
+// them. id is copied.
 func (s *StateStore) insert(id string) int32 {
 	var slot int32
 	switch {
+	case len(s.free) > 0:
+		slot = s.free[len(s.free)-1]
+		s.free = s.free[:len(s.free)-1]
 	case len(s.ids) < s.maxUsers:
 		slot = int32(len(s.ids))
 		s.ids = append(s.ids, "")
 		s.states = append(s.states, make([]float32, s.dim)...)
+		s.hist = append(s.hist, make([]int32, s.histLen)...)
 		s.meta = append(s.meta, userMeta{})
 		s.bought = append(s.bought, make([]int32, s.maxExclude)...)
 		s.prev = append(s.prev, noSlot)
@@ -179,10 +220,56 @@ func (s *StateStore) insert(id string) int32 {
 	return slot
 }
 
-// state returns the slot's state vector (aliasing the arena).
+// Expire drops users from the idle end of the recency list whose newest
+// event is older than cutoffMs, stopping at the first that is not, or when
+// only keep users remain (the users of the batch being scored, which were
+// touched to the front). It returns how many it dropped.
+//
+// The scan is from the least recently refreshed user and stops at the
+// first recent one, so it costs nothing when nobody is idle; a user
+// refreshed lately by an old event waits until they reach the idle end.
+// Which users are dropped therefore depends on batch boundaries, but not
+// what they are recommended: the scorer restarts any user whose events
+// come more than idle_expiry after their previous one from a cold state,
+// dropped or not.
+func (s *StateStore) Expire(cutoffMs int64, keep int) int {
+	n := 0
+	for s.tail != noSlot && len(s.index) > keep {
+		slot := s.tail
+		if s.meta[slot].newestTsMs >= cutoffMs { // noTs (nothing applied) is older than any cutoff
+			break
+		}
+		s.unlink(slot)
+		delete(s.index, s.ids[slot])
+		s.ids[slot] = ""
+		s.free = append(s.free, slot)
+		n++
+	}
+	s.expiries += uint64(n)
+	return n
+}
+
+// state returns the slot's state vector (aliasing the arena); empty in a
+// history store.
 func (s *StateStore) state(slot int32) []float32 {
 	i := int(slot) * s.dim
 	return s.states[i : i+s.dim : i+s.dim]
+}
+
+// appendHistory appends the slot's history, oldest first, to dst.
+func (s *StateStore) appendHistory(dst []int32, slot int32) []int32 {
+	i := int(slot) * s.histLen
+	return append(dst, s.hist[i:i+int(s.meta[slot].nHist)]...)
+}
+
+// setHistory replaces the slot's history by the newest histLen of items
+// (oldest first).
+func (s *StateStore) setHistory(slot int32, items []int32) {
+	if len(items) > s.histLen {
+		items = items[len(items)-s.histLen:]
+	}
+	copy(s.hist[int(slot)*s.histLen:], items)
+	s.meta[slot].nHist = uint16(len(items))
 }
 
 // appendBought appends the slot's bought items, oldest first, to dst.
@@ -212,14 +299,20 @@ func (s *StateStore) Get(userID string) (UserState, bool) {
 
 func (s *StateStore) export(slot int32) UserState {
 	m := s.meta[slot]
-	return UserState{
+	u := UserState{
 		UserID:     s.ids[slot],
-		State:      append([]float32(nil), s.state(slot)...),
 		NewestTsMs: m.newestTsMs,
 		Partition:  m.partition,
 		Offset:     m.offset,
 		Bought:     s.appendBought(nil, slot),
 	}
+	if s.dim > 0 {
+		u.State = append([]float32(nil), s.state(slot)...)
+	}
+	if s.histLen > 0 {
+		u.History = s.appendHistory([]int32{}, slot)
+	}
+	return u
 }
 
 // Each calls fn with every stored user, least recently refreshed first,
@@ -235,10 +328,15 @@ func (s *StateStore) Each(fn func(u UserState) bool) {
 
 // Put stores u, replacing the user's state if it is known, as the most
 // recently refreshed user; a checkpoint restore calls it in Each's order to
-// rebuild the same recency order. It fails if len(u.State) is not Dim.
+// rebuild the same recency order. It fails if len(u.State) is not Dim, or
+// if a store of states is given a History or a history store a State (the
+// newest HistoryLen items of a longer History are kept).
 func (s *StateStore) Put(u UserState) error {
 	if len(u.State) != s.dim {
 		return fmt.Errorf("put state of user %q: %d values, want %d", u.UserID, len(u.State), s.dim)
+	}
+	if s.histLen == 0 && len(u.History) > 0 {
+		return fmt.Errorf("put state of user %q: %d items of history, but the store keeps states, not histories", u.UserID, len(u.History))
 	}
 	slot := s.lookup(u.UserID)
 	if slot == noSlot {
@@ -249,6 +347,9 @@ func (s *StateStore) Put(u UserState) error {
 	copy(s.state(slot), u.State)
 	s.meta[slot] = userMeta{newestTsMs: u.NewestTsMs, offset: u.Offset, partition: u.Partition}
 	s.setBought(slot, u.Bought)
+	if s.histLen > 0 {
+		s.setHistory(slot, u.History)
+	}
 	return nil
 }
 
@@ -263,5 +364,62 @@ func (s *StateStore) gather(slots []int32, dst []float32) {
 func (s *StateStore) scatter(slots []int32, src []float32) {
 	for i, slot := range slots {
 		copy(s.state(slot), src[i*s.dim:(i+1)*s.dim])
+	}
+}
+
+// reshape adapts the store to another model without losing its users, their
+// recency order, clocks and input positions: remap (old item index -> new,
+// 0 for an item the new model does not know; nil when the item indices are
+// unchanged) is applied to every bought list and history, dropping unknown
+// items; the bought lists are cut to maxExclude (newest kept). When the
+// state layout changes (dim, histLen), or cold is set, every user's state
+// or history restarts empty.
+func (s *StateStore) reshape(dim, histLen, maxExclude int, remap []int32, cold bool) {
+	slots := len(s.ids)
+	if remap != nil {
+		mapList := func(list []int32) int {
+			n := 0
+			for _, item := range list {
+				if item > 0 && int(item) < len(remap) && remap[item] > 0 {
+					list[n] = remap[item]
+					n++
+				}
+			}
+			return n
+		}
+		for slot := range slots {
+			m := &s.meta[slot]
+			m.nBought = uint16(mapList(s.bought[slot*s.maxExclude : slot*s.maxExclude+int(m.nBought)]))
+			if s.histLen > 0 {
+				m.nHist = uint16(mapList(s.hist[slot*s.histLen : slot*s.histLen+int(m.nHist)]))
+			}
+		}
+	}
+	if maxExclude != s.maxExclude {
+		bought := make([]int32, slots*maxExclude)
+		for slot := range slots {
+			m := &s.meta[slot]
+			keep := min(int(m.nBought), maxExclude)
+			from := slot*s.maxExclude + int(m.nBought) - keep
+			copy(bought[slot*maxExclude:], s.bought[from:from+keep])
+			m.nBought = uint16(keep)
+		}
+		s.bought, s.maxExclude = bought, maxExclude
+	}
+	if dim != s.dim || histLen != s.histLen || cold {
+		if dim == s.dim {
+			clear(s.states)
+		} else {
+			s.states = make([]float32, slots*dim)
+		}
+		if histLen == s.histLen {
+			clear(s.hist)
+		} else {
+			s.hist = make([]int32, slots*histLen)
+		}
+		for slot := range slots {
+			s.meta[slot].nHist = 0
+		}
+		s.dim, s.histLen = dim, histLen
 	}
 }

@@ -161,3 +161,127 @@ func measureStoreBytes(tb testing.TB, dim, exclude, users int) float64 {
 	runtime.KeepAlive(s)
 	return float64(after.HeapAlloc-before.HeapAlloc) / float64(users)
 }
+
+func TestHistoryStoreKeepsNewest(t *testing.T) {
+	if _, err := NewHistoryStore(0, 1, 1); err == nil || !strings.Contains(err.Error(), "history length must be in") {
+		t.Fatalf("NewHistoryStore(0) = %v", err)
+	}
+	s, err := NewHistoryStore(3, 2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(UserState{UserID: "a", History: []int32{1, 2, 3, 4, 5}, Bought: []int32{9}, Offset: 7}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Get("a")
+	if !slices.Equal(got.History, []int32{3, 4, 5}) || got.State != nil || got.Offset != 7 || s.Dim() != 0 || s.HistoryLen() != 3 {
+		t.Fatalf("history %v state %v offset %d", got.History, got.State, got.Offset)
+	}
+	if err := s.Put(UserState{UserID: "b", State: []float32{1}}); err == nil {
+		t.Fatal("a history store took a state vector")
+	}
+	states, _ := NewStateStore(2, 1, 2)
+	if err := states.Put(UserState{UserID: "c", State: []float32{1, 2}, History: []int32{1}}); err == nil {
+		t.Fatal("a state store took a history")
+	}
+}
+
+func TestStateStoreExpire(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		newest  map[string]int64 // user -> newest event time, inserted in this order
+		order   []string
+		cutoff  int64
+		keep    int
+		kept    []string
+		expired int
+	}{
+		{"none idle", map[string]int64{"a": 10, "b": 20}, []string{"a", "b"}, 5, 0, []string{"a", "b"}, 0},
+		{"idle tail goes", map[string]int64{"a": 1, "b": 2, "c": 30}, []string{"a", "b", "c"}, 5, 0, []string{"c"}, 2},
+		{"stops at a recent user", map[string]int64{"a": 1, "b": 30, "c": 2}, []string{"a", "b", "c"}, 5, 0, []string{"b", "c"}, 1},
+		{"keeps the batch's users", map[string]int64{"a": 1, "b": 2, "c": 3}, []string{"a", "b", "c"}, 5, 2, []string{"b", "c"}, 1},
+		{"nothing applied yet", map[string]int64{"a": noTs, "b": 30}, []string{"a", "b"}, 5, 0, []string{"b"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := NewStateStore(1, 1, 10)
+			for _, u := range tc.order {
+				s.meta[s.insert(u)].newestTsMs = tc.newest[u]
+			}
+			if n := s.Expire(tc.cutoff, tc.keep); n != tc.expired || s.Expiries() != uint64(tc.expired) {
+				t.Fatalf("Expire = %d (counted %d), want %d", n, s.Expiries(), tc.expired)
+			}
+			var kept []string
+			s.Each(func(u UserState) bool { kept = append(kept, u.UserID); return true })
+			if !slices.Equal(kept, tc.kept) || s.Len() != len(tc.kept) {
+				t.Fatalf("kept %v, want %v", kept, tc.kept)
+			}
+			// Freed slots are reused before the store grows or evicts.
+			slots := len(s.ids)
+			for i := range tc.expired {
+				s.insert(fmt.Sprintf("new-%d", i))
+			}
+			if len(s.ids) != slots || s.Evictions() != 0 || s.Len() != len(tc.order) {
+				t.Fatalf("after reinserting: %d slots (was %d), %d evictions, %d users", len(s.ids), slots, s.Evictions(), s.Len())
+			}
+		})
+	}
+}
+
+func TestStateStoreReshape(t *testing.T) {
+	s, _ := NewStateStore(2, 3, 4)
+	for i, u := range []string{"a", "b"} {
+		if err := s.Put(UserState{UserID: u, State: []float32{float32(i + 1), 5}, Bought: []int32{1, 2, 3}, NewestTsMs: 100, Offset: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Same layout, new item indices: 1 is gone, 2 -> 7, 3 -> 8; M 3 -> 1.
+	s.reshape(2, 0, 1, []int32{0, 0, 7, 8}, false)
+	a, _ := s.Get("a")
+	if !slices.Equal(a.State, []float32{1, 5}) || !slices.Equal(a.Bought, []int32{8}) || a.NewestTsMs != 100 || s.MaxExclude() != 1 {
+		t.Fatalf("after remap: %+v", a)
+	}
+	// To a history store: states go, users, clocks and positions stay.
+	s.reshape(0, 4, 1, nil, true)
+	b, ok := s.Get("b")
+	if !ok || b.State != nil || len(b.History) != 0 || b.Offset != 1 || !slices.Equal(b.Bought, []int32{8}) || s.Dim() != 0 || s.HistoryLen() != 4 {
+		t.Fatalf("after the switch to histories: %+v", b)
+	}
+	if err := s.Put(UserState{UserID: "b", History: []int32{3, 4}, Offset: 2}); err != nil {
+		t.Fatal(err)
+	}
+	s.reshape(0, 4, 1, []int32{0, 0, 0, 5, 6}, false)
+	if b, _ = s.Get("b"); !slices.Equal(b.History, []int32{5, 6}) {
+		t.Fatalf("history after remap: %v", b.History)
+	}
+	// Back to states of another width: cold.
+	s.reshape(3, 0, 2, nil, true)
+	if b, _ = s.Get("b"); !slices.Equal(b.State, []float32{0, 0, 0}) || b.History != nil || s.Len() != 2 {
+		t.Fatalf("after the switch back: %+v", b)
+	}
+}
+
+// TestHistoryStoreBytesPerUser measures the memory one user of a sequence
+// model costs (H=50, M=32, 12-byte ids).
+func TestHistoryStoreBytesPerUser(t *testing.T) {
+	const users = 200_000
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	s, err := NewHistoryStore(DefaultHistory, 32, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range users {
+		s.insert(fmt.Sprintf("user-%07d", i))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(s)
+	perUser := float64(after.HeapAlloc-before.HeapAlloc) / users
+	t.Logf("history store: %.0f bytes per user (H=%d, M=32, 12-byte ids, %d users)", perUser, DefaultHistory, users)
+	// 200 history + 128 bought + 24 meta + 8 links + 16 id + id bytes + map
+	// entry: about 450, plus growth slack of the arenas.
+	if perUser > 800 {
+		t.Fatalf("%.0f bytes per user, want at most 800", perUser)
+	}
+}

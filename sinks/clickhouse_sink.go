@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"go.uber.org/zap"
 
+	"github.com/recstream/recstream/internal/tlsconfig"
 	"github.com/recstream/recstream/schemas"
 )
 
@@ -29,9 +30,19 @@ type ClickHouseConfig struct {
 	Database string `yaml:"database"`
 	// Username and Password authenticate; the user needs to create the
 	// database and tables at start-up and to insert. Default user "default",
-	// empty password.
+	// empty password. Password is a secret: give it through the environment
+	// (RECSTREAM_CLICKHOUSE_PASSWORD) or PasswordFile, not in a file under
+	// version control; it is masked by `recstream config check` and never
+	// logged.
 	Username string `yaml:"username"`
-	Password string `yaml:"password"`
+	Password string `yaml:"password" secret:"true"`
+	// PasswordFile names a file holding Password (a trailing newline is
+	// dropped), read when the configuration is loaded: the shape of Docker
+	// and Kubernetes secrets. Set at most one of the two.
+	PasswordFile string `yaml:"password_file" secretfile:"Password"`
+	// TLS encrypts the connection (the server's secure native port, 9440 by
+	// default). Off by default.
+	TLS tlsconfig.Config `yaml:"tls"`
 	// DialTimeout bounds connecting. Default 5s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// ReadTimeout bounds waiting for the server's answer, an insert's
@@ -137,6 +148,9 @@ func (c ClickHouseConfig) Validate() error {
 	if c.InsertChunkRows <= 0 || c.InsertChunkRows > 1_000_000 {
 		return fmt.Errorf("insert_chunk_rows: must be in 1..1000000, got %d", c.InsertChunkRows)
 	}
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("tls.%w", err)
+	}
 	return nil
 }
 
@@ -171,7 +185,12 @@ func NewClickHouseSink(ctx context.Context, cfg ClickHouseConfig, log *zap.Logge
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("clickhouse config: %w", err)
 	}
+	tlsCfg, err := cfg.TLS.Build()
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse config: tls.%w", err)
+	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
+		TLS:  tlsCfg,
 		Addr: cfg.Addr,
 		// Tables are always named with their database: the database may not
 		// exist until the DDL has run.

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
+	"github.com/recstream/recstream/internal/kafkaauth"
 	"github.com/recstream/recstream/schemas"
 )
 
@@ -57,6 +58,11 @@ type KafkaSinkConfig struct {
 	// Compression of produced batches: none, gzip, snappy, lz4 or zstd.
 	// Default lz4 (the JSON repeats item ids and field names).
 	Compression string `yaml:"compression"`
+
+	// Auth secures the connections (TLS, SASL). Set by the wiring from
+	// kafka.tls and kafka.sasl, never from YAML. Nil means plaintext
+	// without authentication.
+	Auth *kafkaauth.Auth `yaml:"-"`
 }
 
 // Defaults of KafkaSinkConfig.
@@ -179,7 +185,7 @@ func NewKafkaSink(ctx context.Context, cfg KafkaSinkConfig, log *zap.Logger) (*K
 	compression, _ := kafkaCompression(cfg.Compression)
 	// A Transport of its own: the shared default caches topic metadata and
 	// reports a topic created after its first look as unknown.
-	transport := &kafka.Transport{DialTimeout: 5 * time.Second}
+	transport := cfg.Auth.Transport(5 * time.Second)
 	s := &KafkaSink{cfg: cfg, log: log, transport: transport}
 	s.scratch.New = func() any { return new(kafkaScratch) }
 	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: transport, Timeout: 10 * time.Second}

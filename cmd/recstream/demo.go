@@ -31,6 +31,7 @@ type demoOptions struct {
 	measureCeiling bool
 	drainTimeout   time.Duration
 	logLevel       string
+	metricsListen  string
 }
 
 func newDemoCommand() *cobra.Command {
@@ -51,7 +52,8 @@ ClickHouse server and ONNX Runtime library that 'make setup' installs:
      sink, example users with their top items, throughput and latency.`,
 		Example: `  recstream demo
   recstream demo --events 500000 --rate 0 --summary-json summary.json
-  make demo ARGS="--rate 50000 --events 1000000"`,
+  make demo ARGS="--rate 50000 --events 1000000"
+  recstream demo --rate 2000 --events 600000 --metrics-listen 127.0.0.1:9464   # watch it in Prometheus/Grafana`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), o, cmd.OutOrStdout())
@@ -70,32 +72,36 @@ ClickHouse server and ONNX Runtime library that 'make setup' installs:
 	f.BoolVar(&o.measureCeiling, "measure-ceiling", true, "after the run, measure the raw group-consume rate of the input topic")
 	f.DurationVar(&o.drainTimeout, "timeout", 5*time.Minute, "give up waiting for the pipeline to catch up after this long")
 	f.StringVar(&o.logLevel, "log-level", "warn", "log level of the pipeline during the demo")
+	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on this host:port while the demo runs (for example 127.0.0.1:9464)")
 	return cmd
 }
 
 // DemoSummary is what the demo prints, and writes with --summary-json.
 type DemoSummary struct {
-	EventsProduced     int               `json:"events_produced"`
-	EventsValid        uint64            `json:"events_valid"`
-	EventsDLQ          uint64            `json:"events_dlq"`
-	DLQByReason        map[string]uint64 `json:"dlq_by_reason"`
-	DLQTopicRecords    int64             `json:"dlq_topic_records"`
-	UsersRefreshed     uint64            `json:"users_refreshed"`
-	Refreshes          uint64            `json:"refreshes"`
-	RecsClickHouseRows uint64            `json:"recs_clickhouse_rows"`
-	EventsClickHouse   uint64            `json:"events_clickhouse_rows"`
-	RecsKafkaRecords   int64             `json:"recs_kafka_records"`
-	Batches            uint64            `json:"batches"`
-	Seconds            float64           `json:"seconds"`
-	EventsPerSec       float64           `json:"events_per_sec"`
-	CeilingPerSec      float64           `json:"raw_consume_events_per_sec,omitempty"`
-	LatencyP50Ms       float64           `json:"latency_p50_ms"`
-	LatencyP95Ms       float64           `json:"latency_p95_ms"`
-	LatencyP99Ms       float64           `json:"latency_p99_ms"`
-	LatencyMaxMs       float64           `json:"latency_max_ms"`
-	SinkRetries        map[string]uint64 `json:"sink_retries"`
-	ModelVersion       string            `json:"model_version"`
-	Examples           []DemoExample     `json:"examples"`
+	EventsProduced     int                `json:"events_produced"`
+	EventsValid        uint64             `json:"events_valid"`
+	EventsDLQ          uint64             `json:"events_dlq"`
+	DLQByReason        map[string]uint64  `json:"dlq_by_reason"`
+	DLQTopicRecords    int64              `json:"dlq_topic_records"`
+	UsersRefreshed     uint64             `json:"users_refreshed"`
+	Refreshes          uint64             `json:"refreshes"`
+	RecsClickHouseRows uint64             `json:"recs_clickhouse_rows"`
+	EventsClickHouse   uint64             `json:"events_clickhouse_rows"`
+	RecsKafkaRecords   int64              `json:"recs_kafka_records"`
+	Batches            uint64             `json:"batches"`
+	ScoreSeconds       float64            `json:"score_seconds"`
+	WriteSeconds       float64            `json:"write_seconds"`
+	SinkSeconds        map[string]float64 `json:"sink_seconds"`
+	Seconds            float64            `json:"seconds"`
+	EventsPerSec       float64            `json:"events_per_sec"`
+	CeilingPerSec      float64            `json:"raw_consume_events_per_sec,omitempty"`
+	LatencyP50Ms       float64            `json:"latency_p50_ms"`
+	LatencyP95Ms       float64            `json:"latency_p95_ms"`
+	LatencyP99Ms       float64            `json:"latency_p99_ms"`
+	LatencyMaxMs       float64            `json:"latency_max_ms"`
+	SinkRetries        map[string]uint64  `json:"sink_retries"`
+	ModelVersion       string             `json:"model_version"`
+	Examples           []DemoExample      `json:"examples"`
 }
 
 // DemoExample shows one user's interests next to their recommendations.
@@ -160,16 +166,28 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo configuration: %w", err)
 	}
-	c, err := buildPipeline(ctx, cfg, log)
+	cfg.Metrics.Listen = o.metricsListen
+	obs, err := startObservability(cfg.Metrics, log)
+	if err != nil {
+		return err
+	}
+	defer obs.Close()
+	c, err := buildPipelineWith(ctx, cfg, log, buildOptions{health: obs.health})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if err := obs.attach(c, cfg); err != nil {
+		return err
+	}
+	if addr := obs.addr(); addr != "" {
+		step("metrics on http://%s/metrics, probes on /healthz and /readyz", addr)
+	}
 
 	runCtx, stopPipeline := context.WithCancel(ctx)
 	defer stopPipeline()
 	runErr := make(chan error, 1)
-	go func() { runErr <- c.pipeline.Run(runCtx) }()
+	go func() { runErr <- obs.runPipeline(runCtx, c) }()
 
 	rateText := "as fast as possible"
 	if o.rate > 0 {

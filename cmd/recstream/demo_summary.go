@@ -44,6 +44,9 @@ func collectDemoSummary(ctx context.Context, src demoSources) (DemoSummary, erro
 		DLQByReason:    st.DeadByReason,
 		Refreshes:      st.Refreshes,
 		Batches:        st.Batches,
+		ScoreSeconds:   st.ScoreSeconds,
+		WriteSeconds:   st.WriteSeconds,
+		SinkSeconds:    st.SinkSeconds,
 		Seconds:        st.Busy.Seconds(),
 		LatencyP50Ms:   ms(st.LatencyP50),
 		LatencyP95Ms:   ms(st.LatencyP95),
@@ -187,6 +190,8 @@ func printDemoSummary(w io.Writer, s DemoSummary) {
 		fmt.Fprintf(w, " (raw consume of the same topic: %.0f events/s, %.0f%%)", s.CeilingPerSec, 100*s.EventsPerSec/s.CeilingPerSec)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  time in stages         score %.1f s, write %.1f s (clickhouse %.1f s, kafka %.1f s, in parallel)\n",
+		s.ScoreSeconds, s.WriteSeconds, s.SinkSeconds["clickhouse"], s.SinkSeconds["kafka"])
 	fmt.Fprintf(w, "  latency event→rec      p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms\n",
 		s.LatencyP50Ms, s.LatencyP95Ms, s.LatencyP99Ms, s.LatencyMaxMs)
 	if len(s.SinkRetries) > 0 {

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/recstream/recstream/internal/config"
 	"github.com/recstream/recstream/internal/generator"
+	"github.com/recstream/recstream/internal/kafkaauth"
 )
 
 func newGenerateCommand() *cobra.Command {
@@ -20,6 +23,7 @@ func newGenerateCommand() *cobra.Command {
 		rate    float64
 		gcfg    generator.Config
 		quiet   bool
+		cfgPath string
 	)
 	cmd := &cobra.Command{
 		Use:   "generate",
@@ -28,9 +32,15 @@ func newGenerateCommand() *cobra.Command {
 (schemas/EVENTS.md): items of categories with Zipf popularity, sessions that
 walk a view → click → add_to_cart → purchase funnel, searches, users whose
 interests drift, and a small share of malformed events (--malformed-rate).
-The same --seed gives the same stream.`,
+The same --seed gives the same stream.
+
+With --config, the brokers and the connection's security (kafka.tls,
+kafka.sasl, with their RECSTREAM_KAFKA_* environment overrides and
+password files) come from a recstream configuration file; --brokers, when
+given too, replaces the file's brokers.`,
 		Example: `  recstream generate --events 100000 --seed 7 --brokers 127.0.0.1:9092
-  recstream generate --events 50000 --seed 1 --out history.jsonl --malformed-rate -1`,
+  recstream generate --events 50000 --seed 1 --out history.jsonl --malformed-rate -1
+  RECSTREAM_KAFKA_SASL_PASSWORD=... recstream generate --events 10000 --config configs/production.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if events <= 0 {
@@ -44,17 +54,32 @@ The same --seed gives the same stream.`,
 			if out != "" {
 				return writeEventFile(out, g, events, bar)
 			}
-			if brokers == "" {
-				return usageError{fmt.Errorf("--brokers or --out is required")}
+			pc := generator.ProduceConfig{Topic: topic, Rate: rate}
+			if cfgPath != "" {
+				kc, err := config.LoadKafka(cfgPath, os.Environ())
+				if err != nil {
+					return usageError{err}
+				}
+				if pc.Auth, err = kafkaauth.New(kc.Auth()); err != nil {
+					return usageError{fmt.Errorf("kafka.%w", err)}
+				}
+				pc.Brokers = kc.Brokers
 			}
-			kinds, err := generator.Produce(cmd.Context(), generator.ProduceConfig{
-				Brokers: strings.Split(brokers, ","), Topic: topic, Rate: rate,
-				Progress: func(done int) {
-					if bar != nil {
-						bar.Set(done, 0)
-					}
-				},
-			}, g, events)
+			if brokers != "" {
+				pc.Brokers = strings.Split(brokers, ",")
+			}
+			if len(pc.Brokers) == 0 {
+				return usageError{fmt.Errorf("--brokers, --config or --out is required")}
+			}
+			if err := pc.Auth.Check(cmd.Context(), pc.Brokers); errors.Is(err, kafkaauth.ErrRejected) {
+				return err
+			}
+			pc.Progress = func(done int) {
+				if bar != nil {
+					bar.Set(done, 0)
+				}
+			}
+			kinds, err := generator.Produce(cmd.Context(), pc, g, events)
 			if bar != nil {
 				bar.Done()
 			}
@@ -70,6 +95,7 @@ The same --seed gives the same stream.`,
 	f.IntVar(&events, "events", 100000, "number of events")
 	f.StringVar(&out, "out", "", "write JSON lines to this file instead of Kafka")
 	f.StringVar(&brokers, "brokers", "", "Kafka brokers, comma-separated")
+	f.StringVarP(&cfgPath, "config", "c", "", "take the brokers and their TLS/SASL settings from this configuration file")
 	f.StringVar(&topic, "topic", "clickstream.events", "Kafka topic")
 	f.Float64Var(&rate, "rate", 0, "events per second (0: as fast as possible)")
 	f.Uint64Var(&gcfg.Seed, "seed", 1, "random seed; the same seed gives the same stream")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -10,12 +11,14 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/recstream/recstream/internal/config"
 	"github.com/recstream/recstream/internal/embedded"
 	"github.com/recstream/recstream/internal/generator"
+	"github.com/recstream/recstream/internal/pipeline"
 	"github.com/recstream/recstream/schemas"
 )
 
@@ -27,13 +30,43 @@ const (
 // stack is a real broker (over TCP), a real ClickHouse server and a trained
 // model, all under one test's temporary directory.
 type stack struct {
-	broker   *embedded.KafkaBroker
+	broker   *embedded.KafkaBroker // the in-process broker; nil on Apache Kafka
+	apache   *embedded.ApacheKafka // the Apache Kafka cluster; nil on kfake
+	addrs    []string              // the brokers' addresses, whichever runs
 	ch       *embedded.ClickHouseServer
 	modelDir string
 	cfg      config.Config
 }
 
+// kafkaStarter starts a stack's Kafka cluster under dir with the test
+// topics (partitions each), sets s.addrs and its own field of s, and
+// registers its shutdown with t.Cleanup.
+type kafkaStarter func(t *testing.T, s *stack, dir string, partitions int)
+
+// startStack starts a stack on the in-process kfake broker.
 func startStack(t *testing.T, partitions int) *stack {
+	t.Helper()
+	return startStackOn(t, partitions, startKfake)
+}
+
+// startKfake is the kafkaStarter of the in-process broker, with its log on
+// disk under dir.
+func startKfake(t *testing.T, s *stack, dir string, partitions int) {
+	t.Helper()
+	broker, err := embedded.StartKafka(embedded.KafkaConfig{
+		DataDir: filepath.Join(dir, "kafka"), Partitions: partitions,
+		Topics: []string{testInputTopic, testDLQTopic},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Close)
+	s.broker, s.addrs = broker, broker.Addrs()
+}
+
+// startStackOn starts ClickHouse, then Kafka with startKafka, then trains
+// the model.
+func startStackOn(t *testing.T, partitions int, startKafka kafkaStarter) *stack {
 	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -43,21 +76,15 @@ func startStack(t *testing.T, partitions int) *stack {
 		t.Fatalf("start clickhouse (run make setup): %v", err)
 	}
 	t.Cleanup(func() { ch.Stop() })
-	broker, err := embedded.StartKafka(embedded.KafkaConfig{
-		DataDir: filepath.Join(dir, "kafka"), Partitions: partitions,
-		Topics: []string{testInputTopic, testDLQTopic},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
+	s := &stack{ch: ch}
+	startKafka(t, s, dir, partitions)
 
 	modelDir := filepath.Join(dir, "model")
 	gen := generator.New(generator.Config{Seed: 99, Users: 500, Items: 2000})
 	if _, err := trainDemoModel(ctx, gen, 20000, modelDir, testWriter{t}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Config{Kafka: config.KafkaConfig{Brokers: broker.Addrs()}}
+	cfg := config.Config{Kafka: config.KafkaConfig{Brokers: s.addrs}}
 	cfg.Input.Topic = testInputTopic
 	cfg.Input.DeadLetterTopic = testDLQTopic
 	cfg.Input.Batch.MaxRows = 1000
@@ -70,7 +97,8 @@ func startStack(t *testing.T, partitions int) *stack {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return &stack{broker: broker, ch: ch, modelDir: modelDir, cfg: cfg}
+	s.modelDir, s.cfg = modelDir, cfg
+	return s
 }
 
 type testWriter struct{ t *testing.T }
@@ -96,7 +124,7 @@ func produce(t *testing.T, s *stack, seed uint64, n int, malformed float64) prod
 			p.validUsers[recs[i].UserID] = true
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.broker.Addrs()...), kgo.DefaultProduceTopic(testInputTopic),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.addrs...), kgo.DefaultProduceTopic(testInputTopic),
 		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(n+1))
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +134,9 @@ func produce(t *testing.T, s *stack, seed uint64, n int, malformed float64) prod
 	defer cancel()
 	batch := make([]*kgo.Record, n)
 	for i, r := range recs {
-		batch[i] = &kgo.Record{Key: r.Key, Value: r.Value}
+		// The log time is the event time, so that two stacks fed the same
+		// input hold byte-identical logs (produced_at comes from it).
+		batch[i] = &kgo.Record{Key: r.Key, Value: r.Value, Timestamp: r.Time}
 	}
 	if err := cl.ProduceSync(ctx, batch...).FirstErr(); err != nil {
 		t.Fatalf("produce %d records: %v", n, err)
@@ -172,6 +202,39 @@ func runUntil(t *testing.T, s *stack, want uint64) *components {
 	return c
 }
 
+// runUntilCommitted runs the pipeline until the group's committed offsets
+// sum to want (the whole input), then stops it gracefully.
+func runUntilCommitted(t *testing.T, s *stack, want int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := buildPipeline(ctx, s.cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.pipeline.Run(runCtx) }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for committedRecords(t, s) < want {
+		select {
+		case err := <-done:
+			t.Fatalf("pipeline stopped early: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("committed %d of %d records within 2m", committedRecords(t, s), want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("pipeline run: %v", err)
+	}
+}
+
 func openClickHouse(t *testing.T, s *stack) clickhouse.Conn {
 	t.Helper()
 	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.ch.Addr()}, Auth: clickhouse.Auth{Database: s.cfg.ClickHouse.Database, Username: "default"}})
@@ -194,8 +257,16 @@ func TestBadInputLosesNothing(t *testing.T) {
 		t.Fatalf("generator made too few kinds of bad input: %v", p.byKind)
 	}
 	c := runUntil(t, s, uint64(p.total))
-	st := c.pipeline.Stats().Snapshot()
+	assertNothingLost(t, s, p, c.pipeline.Stats().Snapshot())
+}
 
+// assertNothingLost checks the backbone's promise after a run that took all
+// of p: every event was applied or dead-lettered with its reason and origin,
+// ClickHouse and the output topic hold a recommendation for exactly the
+// users with a valid event, at the same version, and the group committed
+// the input to its end.
+func assertNothingLost(t *testing.T, s *stack, p produced, st pipeline.Snapshot) {
+	t.Helper()
 	if st.EventsValid+st.DeadLetters != uint64(p.total) {
 		t.Fatalf("valid %d + dead-lettered %d != produced %d", st.EventsValid, st.DeadLetters, p.total)
 	}
@@ -209,7 +280,7 @@ func TestBadInputLosesNothing(t *testing.T) {
 	}
 
 	// The dead-letter topic holds each rejected record with its reason and origin.
-	dlq := consumeAll(t, s.broker.Addrs(), testDLQTopic)
+	dlq := consumeAll(t, s.addrs, testDLQTopic)
 	if len(dlq) != int(st.DeadLetters) {
 		t.Fatalf("dead-letter topic has %d records, want %d", len(dlq), st.DeadLetters)
 	}
@@ -257,7 +328,7 @@ func TestBadInputLosesNothing(t *testing.T) {
 
 	// ...and a record in the output topic, whose newest version matches.
 	kafkaVersion := map[string]uint64{}
-	for _, r := range consumeAll(t, s.broker.Addrs(), s.cfg.Output.Topic) {
+	for _, r := range consumeAll(t, s.addrs, s.cfg.Output.Topic) {
 		rec, err := schemas.DecodeRecommendationJSON(r.Value)
 		if err != nil {
 			t.Fatalf("output record at %d/%d: %v", r.Partition, r.Offset, err)
@@ -312,7 +383,7 @@ func assertCommittedToEnd(t *testing.T, s *stack) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.broker.Addrs()...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.addrs...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,4 +410,30 @@ func describeCommit(at int64, ok bool) string {
 		return "nothing"
 	}
 	return strconv.FormatInt(at, 10)
+}
+
+// committedRecords sums the group's committed offsets over the input topic.
+func committedRecords(t *testing.T, s *stack) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	committed, err := kadm.NewClient(cl).FetchOffsets(ctx, s.cfg.Input.GroupID)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return 0 // the group has not committed anything yet
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	committed.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == testInputTopic && o.At > 0 {
+			sum += o.At
+		}
+	})
+	return sum
 }

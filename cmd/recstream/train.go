@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
+	"github.com/recstream/recstream/internal/evaluation"
 	"github.com/recstream/recstream/internal/generator"
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
@@ -19,99 +20,214 @@ import (
 
 func newTrainCommand() *cobra.Command {
 	var (
-		input string
-		out   string
-		tcfg  scorers.Item2VecConfig
-		topK  int
+		src      sourceFlags
+		tf       trainFlags
+		ev       evalOptions
+		out      string
+		holdout  float64
+		refit    bool
+		logLevel string
 	)
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Learn item embeddings from an event history and write a model directory",
-		Long: `train reads an event history (JSON lines in the event contract), learns item
-embeddings with item2vec (skip-gram with negative sampling over users'
-sessions), and writes a versioned model directory: model.onnx (the built-in
-user tower), items.txt and metadata.json. Invalid lines are counted and
-skipped. The same input and --seed give the same model, bit for bit.`,
-		Example: `  recstream generate --events 200000 --out history.jsonl
-  recstream train --input history.jsonl --out models/v1`,
+		Long: `train reads an event history (a file in the event contract or a public data
+set's format, or a range of a Kafka topic), learns item embeddings with
+--method (als: implicit-feedback alternating least squares, the default and
+the winner of the comparison; bpr: matrix factorisation with Bayesian
+personalised ranking; item2vec: skip-gram over sessions), and writes a
+versioned model directory: model.onnx (the built-in user tower), items.txt and
+metadata.json.
+
+Before the final model is trained, the last --holdout share of the events in
+time is held out: a model trained on the rest is replayed over it through the
+real scorer, beside the popularity, recent-popularity and co-occurrence
+baselines (prequential HR, NDCG and MRR, as 'recstream eval' reports them).
+The metrics, the data range and the parameters go into metadata.json under
+"training". With --refit (the default) the model written is then trained on
+all the events. The same input and --seed give the same model, bit for bit.`,
+		Example: `  recstream generate --events 200000 --out history.jsonl --malformed-rate -1
+  recstream train --input history.jsonl --out models/v1
+  recstream train --input ml-100k/u.data --method bpr --out models/ml-bpr
+  recstream train --brokers 127.0.0.1:9092 --topic clickstream.events \
+      --from-time 2026-01-01T00:00:00Z --to-time 2026-01-08T00:00:00Z --out models/v2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if input == "" || out == "" {
-				return usageError{fmt.Errorf("--input and --out are required")}
+			if out == "" {
+				return usageError{fmt.Errorf("--out is required")}
 			}
-			f, err := os.Open(input)
+			if !(holdout >= 0 && holdout < 1) {
+				return usageError{fmt.Errorf("--holdout: must be in [0, 1), got %g", holdout)}
+			}
+			tcfg, err := tf.config(tf.method)
 			if err != nil {
-				return fmt.Errorf("open history: %w", err)
+				return usageError{err}
 			}
-			defer f.Close()
-			history, skipped, err := readInteractions(f)
+			log, err := cliLogger(logLevel)
 			if err != nil {
-				return fmt.Errorf("read history %s: %w", input, err)
+				return usageError{err}
 			}
+			defer log.Sync() //nolint:errcheck // stderr
+			ctx := cmd.Context()
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "read %d events from %s (%d invalid lines skipped)\n", len(history), input, skipped)
-			version, err := trainModel(cmd.Context(), history, tcfg, topK, out, w)
+			ds, err := src.load(ctx, log)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "wrote model %s to %s\n", version, out)
-			return nil
+			fmt.Fprintln(w, ds)
+			return trainWithHoldout(ctx, ds, tcfg, ev, holdout, refit, out, log, w)
 		},
 	}
+	src.register(cmd)
+	tf.register(cmd, "training method: als, bpr or item2vec")
+	ev.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&input, "input", "", "event history, JSON lines")
 	f.StringVar(&out, "out", "", "model directory to write (must not exist)")
-	f.IntVar(&tcfg.Dim, "dim", 64, "embedding dimensions")
-	f.IntVar(&tcfg.Epochs, "epochs", 5, "passes over the history")
-	f.IntVar(&tcfg.Window, "window", 5, "context window")
-	f.IntVar(&tcfg.Negatives, "negatives", 5, "negative samples per pair")
-	f.Uint64Var(&tcfg.Seed, "seed", 1, "random seed")
-	f.IntVar(&topK, "top-k", scorers.DefaultTopK, "items per recommendation")
+	f.Float64Var(&holdout, "holdout", 0.1, "share of the events, last in time, held out to evaluate the model (0: no evaluation)")
+	f.BoolVar(&refit, "refit", true, "after the evaluation, train the model written on all the events (false: write the evaluated model)")
+	f.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	return cmd
 }
 
-// readInteractions decodes a JSON-lines event history, skipping invalid lines.
-func readInteractions(r io.Reader) ([]scorers.Interaction, int, error) {
-	dec := schemas.NewEventDecoder(schemas.EventLimits{}.WithDefaults())
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var (
-		out     []scorers.Interaction
-		skipped int
-		ev      schemas.Event
-	)
-	for sc.Scan() {
-		// Event times of a history file may be far in the past; only the
-		// future-skew check uses this time.
-		if derr := dec.Decode(nil, sc.Bytes(), time.Now(), &ev); derr != nil {
-			skipped++
-			continue
-		}
-		out = append(out, scorers.Interaction{User: string(ev.UserID), Item: string(ev.ItemID), Type: ev.Type, TsMs: ev.TsMs})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, skipped, err
-	}
-	return out, skipped, nil
+// trainingRecord is what a model's metadata.json holds under "training".
+type trainingRecord struct {
+	// Method and Params are the training method and its parameters.
+	Method string `json:"method"`
+	Params any    `json:"params"`
+	// Data describes the events the written model was trained on.
+	Data dataRange `json:"data"`
+	// Loss is the training loss per epoch or iteration (bpr, als).
+	Loss []float64 `json:"loss,omitempty"`
+	// Evaluation holds the hold-out evaluation, when one was run.
+	Evaluation *holdoutRecord `json:"evaluation,omitempty"`
 }
 
-// trainModel trains item2vec on history and writes the built-in model to dir,
-// showing progress; it returns the model's version.
-func trainModel(ctx context.Context, history []scorers.Interaction, tcfg scorers.Item2VecConfig, topK int, dir string, w io.Writer) (string, error) {
-	bar := newProgress("train item2vec", 0)
-	res, err := scorers.TrainItem2Vec(ctx, history, tcfg, bar.Set)
+// dataRange says which events a model learned from.
+type dataRange struct {
+	Source string `json:"source"`
+	Events int    `json:"events"`
+	FromMs int64  `json:"from_ms"`
+	ToMs   int64  `json:"to_ms"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+}
+
+// holdoutRecord is the evaluation of a model trained without the last
+// events on those events.
+type holdoutRecord struct {
+	Holdout float64 `json:"holdout"`
+	// Train is the data the evaluated model learned from; the scored part
+	// is the rest (Report.EvalFromMs..EvalToMs).
+	Train dataRange `json:"train"`
+	// Refit says whether the written model was trained again on all data
+	// after this evaluation (then these metrics estimate it).
+	Refit  bool               `json:"refit"`
+	Report *evaluation.Report `json:"report"`
+}
+
+func newDataRange(ds *evaluation.Dataset, from, to int) dataRange {
+	f, t := ds.Span(from, to)
+	return dataRange{Source: ds.Source, Events: to - from, FromMs: f, ToMs: t,
+		From: time.UnixMilli(f).UTC().Format(time.RFC3339), To: time.UnixMilli(t).UTC().Format(time.RFC3339)}
+}
+
+// trainWithHoldout evaluates tcfg on the last holdout share of ds, then
+// writes the model (trained on all events when refit) to dir.
+func trainWithHoldout(ctx context.Context, ds *evaluation.Dataset, tcfg scorers.TrainConfig, ev evalOptions,
+	holdout float64, refit bool, dir string, log *zap.Logger, w io.Writer) error {
+	n := len(ds.Events)
+	var evalRec *holdoutRecord
+	var evaluated *scorers.TrainedEmbeddings
+	split := ds.SplitIndex(1 - holdout)
+	if holdout > 0 && split > 0 && split < n {
+		fmt.Fprintf(w, "holding out the last %d events (%.0f%%) to evaluate a model trained on the first %d\n", n-split, 100*holdout, split)
+		tmp, err := os.MkdirTemp("", "recstream-train-")
+		if err != nil {
+			return fmt.Errorf("temporary model directory: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		modelDir := filepath.Join(tmp, tcfg.Method)
+		evaluated, err = trainToDir(ctx, ds.Interactions(0, split), tcfg, ev.modelTopK(), modelDir, nil, w)
+		if err != nil {
+			return err
+		}
+		rep, err := runEvaluation(ctx, ds, split, []modelUnderTest{{"model:" + tcfg.Method, modelDir}}, ev, log)
+		if err != nil {
+			return err
+		}
+		if err := evaluation.WriteTable(w, rep); err != nil {
+			return err
+		}
+		if err := ev.writeOutputs(rep, w); err != nil {
+			return err
+		}
+		evalRec = &holdoutRecord{Holdout: holdout, Train: newDataRange(ds, 0, split), Refit: refit, Report: rep}
+	} else if holdout > 0 {
+		fmt.Fprintf(w, "too few events to hold any out: no evaluation\n")
+	}
+
+	rec := trainingRecord{Method: tcfg.Method, Params: tcfg.Params(), Data: newDataRange(ds, 0, n), Evaluation: evalRec}
+	var te *scorers.TrainedEmbeddings
+	var err error
+	if evaluated != nil && !refit {
+		rec.Data = newDataRange(ds, 0, split)
+		rec.Loss = evaluated.Loss
+		te = evaluated
+		err = writeTrained(te, ev.modelTopK(), dir, rec)
+	} else {
+		fmt.Fprintf(w, "training on all %d events\n", n)
+		te, err = trainToDir(ctx, ds.Interactions(0, n), tcfg, ev.modelTopK(), dir, func(t *scorers.TrainedEmbeddings) any {
+			rec.Loss = t.Loss
+			return rec
+		}, w)
+	}
+	if err != nil {
+		return err
+	}
+	version, err := modelVersion(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "wrote model %s (%s, %d items) to %s\n", version, te.Method, len(te.Items), dir)
+	return nil
+}
+
+// trainToDir trains tcfg on history, showing progress, and writes the
+// built-in model with K = topK to dir. training, when not nil, returns what
+// the metadata records under "training"; nil records the method and its
+// parameters.
+func trainToDir(ctx context.Context, history []scorers.Interaction, tcfg scorers.TrainConfig, topK int, dir string,
+	training func(*scorers.TrainedEmbeddings) any, w io.Writer) (*scorers.TrainedEmbeddings, error) {
+	tcfg = tcfg.WithDefaults()
+	bar := newProgress("train "+tcfg.Method, 0)
+	te, err := scorers.Train(ctx, history, tcfg, bar.Set)
 	bar.Done()
 	if err != nil {
-		return "", fmt.Errorf("train item2vec on %d events: %w", len(history), err)
+		return nil, fmt.Errorf("train %s on %d events: %w", tcfg.Method, len(history), err)
 	}
-	fmt.Fprintf(w, "  learned %d item embeddings from %d sessions\n", len(res.Items), res.Sequences)
-	err = scorers.WriteModelDir(dir, scorers.ModelSpec{
-		Items: res.Items, Embeddings: res.Embeddings, Counts: res.Counts,
-		TopK: topK, DataFromMs: res.FromMs, DataToMs: res.ToMs, Training: tcfg.WithDefaults(),
-	})
-	if err != nil {
-		return "", fmt.Errorf("write model dir %s: %w", dir, err)
+	fmt.Fprintf(w, "  %s\n", te.Summary)
+	var rec any = trainingRecord{Method: tcfg.Method, Params: tcfg.Params(), Loss: te.Loss}
+	if training != nil {
+		rec = training(te)
 	}
+	if err := writeTrained(te, topK, dir, rec); err != nil {
+		return nil, err
+	}
+	return te, nil
+}
+
+// writeTrained writes te as a built-in model directory.
+func writeTrained(te *scorers.TrainedEmbeddings, topK int, dir string, training any) error {
+	spec := te.ModelSpec(training)
+	spec.TopK = topK
+	if err := scorers.WriteModelDir(dir, spec); err != nil {
+		return fmt.Errorf("write model dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// modelVersion reads the version of the model in dir.
+func modelVersion(dir string) (string, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, schemas.ModelFileMetadata))
 	if err != nil {
 		return "", fmt.Errorf("read the model just written: %w", err)
@@ -123,8 +239,17 @@ func trainModel(ctx context.Context, history []scorers.Interaction, tcfg scorers
 	return meta.Version, nil
 }
 
-// trainDemoModel trains on the first n valid events of gen, the history of
-// the same synthetic world the live stream continues.
+// trainModel trains tcfg on history and writes the built-in model with K =
+// topK to dir, showing progress; it returns the model's version.
+func trainModel(ctx context.Context, history []scorers.Interaction, tcfg scorers.TrainConfig, topK int, dir string, w io.Writer) (string, error) {
+	if _, err := trainToDir(ctx, history, tcfg, topK, dir, nil, w); err != nil {
+		return "", err
+	}
+	return modelVersion(dir)
+}
+
+// trainDemoModel trains the default method on the first n valid events of
+// gen, the history of the same synthetic world the live stream continues.
 func trainDemoModel(ctx context.Context, gen *generator.Generator, n int, dir string, w io.Writer) (string, error) {
 	dec := schemas.NewEventDecoder(schemas.EventLimits{}.WithDefaults())
 	history := make([]scorers.Interaction, 0, n)
@@ -139,5 +264,7 @@ func trainDemoModel(ctx context.Context, gen *generator.Generator, n int, dir st
 		}
 		history = append(history, scorers.Interaction{User: string(ev.UserID), Item: string(ev.ItemID), Type: ev.Type, TsMs: ev.TsMs})
 	}
-	return trainModel(ctx, history, scorers.Item2VecConfig{Seed: 1}, scorers.DefaultTopK, dir, w)
+	cfg := scorers.TrainConfig{}
+	cfg.Item2Vec.Seed, cfg.BPR.Seed, cfg.ALS.Seed = 1, 1, 1
+	return trainModel(ctx, history, cfg, scorers.DefaultTopK, dir, w)
 }

@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/recstream/recstream/checkpoints"
 	"github.com/recstream/recstream/consumers"
 	"github.com/recstream/recstream/internal/config"
+	"github.com/recstream/recstream/internal/kafkaauth"
+	"github.com/recstream/recstream/internal/metrics"
 	"github.com/recstream/recstream/internal/pipeline"
+	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
 	"github.com/recstream/recstream/sinks"
 )
@@ -23,35 +28,106 @@ type components struct {
 	clickhouse *sinks.ClickHouseSink
 	output     *sinks.KafkaSink
 	pipeline   *pipeline.Pipeline
+	// auth secures every Kafka client (nil: plaintext); kept for the lag
+	// monitor.
+	auth *kafkaauth.Auth
+}
+
+// buildOptions change what buildPipeline wires, for replays and rebuilds.
+// The zero value is the normal run.
+type buildOptions struct {
+	// skipClickHouse and skipKafkaOutput leave a sink out (a replay that
+	// rebuilds only the other one).
+	skipClickHouse  bool
+	skipKafkaOutput bool
+	// discardDeadLetters drops rejected records instead of writing them to
+	// the dead-letter topic: a replay re-reads records that are there already.
+	discardDeadLetters bool
+	// freshState ignores checkpoints: the state is rebuilt from resumeFrom
+	// (or from the start of every partition when resumeFrom is nil).
+	freshState bool
+	resumeFrom map[int]int64
+	// health, when set, reports the restore of a checkpoint to the probes.
+	health *metrics.Health
 }
 
 // buildPipeline connects every component named by cfg. Sinks are checked
 // before the consumer joins its group, so that a sink that cannot write
 // stops start-up instead of letting offsets be committed for nothing.
 func buildPipeline(ctx context.Context, cfg config.Config, log *zap.Logger) (c *components, err error) {
+	return buildPipelineWith(ctx, cfg, log, buildOptions{})
+}
+
+// buildPipelineWith is buildPipeline with options.
+func buildPipelineWith(ctx context.Context, cfg config.Config, log *zap.Logger, opts buildOptions) (c *components, err error) {
 	c = &components{}
 	defer func() {
 		if err != nil {
 			c.Close()
 		}
 	}()
+	if c.auth, err = connectKafka(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	cfg.Input.Auth, cfg.Output.Auth = c.auth, c.auth
 	if c.scorer, err = scorers.NewScorer(cfg.Scorer, log.Named("scorer")); err != nil {
 		return nil, fmt.Errorf("start scorer: %w", err)
 	}
-	if c.clickhouse, err = sinks.NewClickHouseSink(ctx, cfg.ClickHouse, log.Named("clickhouse")); err != nil {
-		return nil, fmt.Errorf("start clickhouse sink: %w", err)
+	var outputs []pipeline.NamedSink
+	if !opts.skipClickHouse {
+		if c.clickhouse, err = sinks.NewClickHouseSink(ctx, cfg.ClickHouse, log.Named("clickhouse")); err != nil {
+			return nil, fmt.Errorf("start clickhouse sink: %w", err)
+		}
+		outputs = append(outputs, pipeline.NamedSink{Name: "clickhouse", Sink: c.clickhouse})
 	}
-	if c.output, err = sinks.NewKafkaSink(ctx, cfg.Output, log.Named("output")); err != nil {
-		return nil, fmt.Errorf("start kafka output sink: %w", err)
+	if !opts.skipKafkaOutput {
+		if c.output, err = sinks.NewKafkaSink(ctx, cfg.Output, log.Named("output")); err != nil {
+			return nil, fmt.Errorf("start kafka output sink: %w", err)
+		}
+		outputs = append(outputs, pipeline.NamedSink{Name: "kafka", Sink: c.output})
 	}
-	c.dlq = consumers.NewDeadLetterWriter(cfg.Input.Brokers, cfg.Input.DeadLetterTopic, log.Named("dlq"))
+	var dlq pipeline.DeadLetterSink = discardDeadLetters{}
+	if !opts.discardDeadLetters {
+		// The dead-letter topic must exist before the first bad event
+		// arrives; it keeps the broker's default partitions and replication.
+		if err = consumers.EnsureTopic(ctx, cfg.Input.Brokers, c.auth, consumers.TopicSpec{Name: cfg.Input.DeadLetterTopic}); err != nil {
+			return nil, fmt.Errorf("ensure dead-letter topic: %w", err)
+		}
+		c.dlq = consumers.NewDeadLetterWriter(cfg.Input.Brokers, cfg.Input.DeadLetterTopic, c.auth, log.Named("dlq"))
+		dlq = c.dlq
+	}
+	var ckpt *scorerCheckpointer
+	switch {
+	case opts.freshState:
+		cfg.Input.ResumeFrom = opts.resumeFrom
+		if cfg.Input.ResumeFrom == nil {
+			cfg.Input.ResumeFrom = map[int]int64{}
+		}
+	case cfg.Checkpoint.Dir != "":
+		store, err := checkpoints.NewStore(cfg.Checkpoint, log.Named("checkpoints"))
+		if err != nil {
+			return nil, err
+		}
+		if opts.health != nil {
+			opts.health.SetPhase(metrics.PhaseRestoring)
+		}
+		cfg.Input.ResumeFrom, err = restoreCheckpoint(ctx, store, c.scorer, log.Named("checkpoints"))
+		if opts.health != nil {
+			opts.health.SetPhase(metrics.PhaseStarting)
+		}
+		if err != nil {
+			return nil, err
+		}
+		ckpt = &scorerCheckpointer{store: store, scorer: c.scorer, topic: cfg.Input.Topic,
+			interval: cfg.Checkpoint.Interval, last: time.Now(), log: log.Named("checkpoints")}
+	}
 	if c.consumer, err = consumers.NewConsumer(cfg.Input, log.Named("consumer")); err != nil {
 		return nil, fmt.Errorf("start consumer: %w", err)
 	}
-	c.pipeline = pipeline.New(cfg.Pipeline, c.consumer, c.scorer, c.dlq, []pipeline.NamedSink{
-		{Name: "clickhouse", Sink: c.clickhouse},
-		{Name: "kafka", Sink: c.output},
-	}, log.Named("pipeline"))
+	c.pipeline = pipeline.New(cfg.Pipeline, c.consumer, c.scorer, dlq, outputs, log.Named("pipeline"))
+	if ckpt != nil {
+		c.pipeline.SetCheckpointer(ckpt)
+	}
 	return c, nil
 }
 
@@ -74,4 +150,36 @@ func (c *components) Close() error {
 		errs = append(errs, c.scorer.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// discardDeadLetters drops rejected records: used by replays, which re-read
+// records whose dead letters were written by the original run.
+type discardDeadLetters struct{}
+
+func (discardDeadLetters) Write(context.Context, string, []schemas.DeadLetter) error { return nil }
+
+// connectKafka builds the TLS and SASL settings every Kafka client shares
+// and checks them against the brokers, so that a wrong password or CA stops
+// start-up with a message naming the setting. Brokers that cannot be
+// reached at all are not an error here: the consumer and sinks wait for
+// them as they always do.
+func connectKafka(ctx context.Context, cfg config.Config, log *zap.Logger) (*kafkaauth.Auth, error) {
+	auth, err := kafkaauth.New(cfg.Kafka.Auth())
+	if err != nil {
+		return nil, usageError{fmt.Errorf("kafka.%w", err)}
+	}
+	if auth.PlaintextSASL() {
+		log.Warn("kafka.sasl is set without kafka.tls: the SASL exchange crosses the network unencrypted",
+			zap.String("mechanism", cfg.Kafka.SASL.Mechanism))
+	}
+	checkCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := auth.Check(checkCtx, cfg.Input.Brokers); err != nil {
+		if errors.Is(err, kafkaauth.ErrRejected) {
+			return nil, fmt.Errorf("connect to kafka: %w", err)
+		}
+		log.Warn("kafka brokers not reachable yet; the consumer and sinks keep trying", zap.Error(err))
+	}
+	log.Info("kafka connection", zap.Stringer("security", auth))
+	return auth, nil
 }

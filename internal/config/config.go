@@ -12,14 +12,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/recstream/recstream/checkpoints"
 	"github.com/recstream/recstream/consumers"
+	"github.com/recstream/recstream/internal/kafkaauth"
 	"github.com/recstream/recstream/internal/pipeline"
+	"github.com/recstream/recstream/internal/tlsconfig"
 	"github.com/recstream/recstream/scorers"
 	"github.com/recstream/recstream/sinks"
 )
@@ -46,12 +50,75 @@ type Config struct {
 	Pipeline pipeline.Config `yaml:"pipeline"`
 	// Log sets the log format and level.
 	Log LogConfig `yaml:"log"`
+	// Metrics serves Prometheus metrics and health probes.
+	Metrics MetricsConfig `yaml:"metrics"`
 }
 
-// KafkaConfig names the Kafka cluster.
+// KafkaConfig names the Kafka cluster and how to connect to it. Every
+// Kafka client of the process (consumer, dead-letter writer, topic
+// creation, output sink, lag monitor) uses the same TLS and SASL.
 type KafkaConfig struct {
 	// Brokers are host:port addresses of the cluster. Required.
 	Brokers []string `yaml:"brokers"`
+	// TLS encrypts the connections to the brokers. Off by default.
+	TLS tlsconfig.Config `yaml:"tls"`
+	// SASL authenticates to the brokers (PLAIN, SCRAM-SHA-256,
+	// SCRAM-SHA-512). Off by default.
+	SASL kafkaauth.SASLConfig `yaml:"sasl"`
+}
+
+// Auth returns the security settings in the shape kafkaauth.New takes.
+func (k KafkaConfig) Auth() kafkaauth.Config {
+	return kafkaauth.Config{TLS: k.TLS, SASL: k.SASL}
+}
+
+// MetricsConfig is the operations endpoint: Prometheus metrics and health
+// probes over HTTP.
+type MetricsConfig struct {
+	// Listen is the host:port of the HTTP server that serves /metrics,
+	// /healthz and /readyz, for example "127.0.0.1:9464" (":9464" listens
+	// on every interface, as a container needs). Empty disables the server.
+	Listen string `yaml:"listen"`
+	// LagInterval is how often the brokers are asked for the input
+	// partitions' end offsets, from which consumer lag is computed.
+	// Default 10s.
+	LagInterval time.Duration `yaml:"lag_interval"`
+	// StallTimeout is how long one batch may stay in the scorer before
+	// /healthz reports the process stuck. Default 5m.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
+}
+
+// Defaults of MetricsConfig.
+const (
+	DefaultMetricsLagInterval  = 10 * time.Second
+	DefaultMetricsStallTimeout = 5 * time.Minute
+)
+
+// WithDefaults fills zero fields.
+func (m MetricsConfig) WithDefaults() MetricsConfig {
+	if m.LagInterval == 0 {
+		m.LagInterval = DefaultMetricsLagInterval
+	}
+	if m.StallTimeout == 0 {
+		m.StallTimeout = DefaultMetricsStallTimeout
+	}
+	return m
+}
+
+// Validate checks the metrics settings.
+func (m MetricsConfig) Validate() error {
+	if m.Listen != "" {
+		if _, _, err := net.SplitHostPort(m.Listen); err != nil {
+			return fmt.Errorf("listen: %q is not host:port: %w", m.Listen, err)
+		}
+	}
+	if m.LagInterval < 100*time.Millisecond {
+		return fmt.Errorf("lag_interval: must be >= 100ms, got %s", m.LagInterval)
+	}
+	if m.StallTimeout <= 0 {
+		return fmt.Errorf("stall_timeout: must be > 0, got %s", m.StallTimeout)
+	}
+	return nil
 }
 
 // LogConfig selects the log output.
@@ -79,6 +146,12 @@ func Load(path string, environ []string) (Config, error) {
 	}
 	if err := applyEnv(&cfg, EnvPrefix, environ); err != nil {
 		return Config{}, fmt.Errorf("config from environment: %w", err)
+	}
+	if err := resolveSecretFiles(&cfg); err != nil {
+		if path != "" {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -168,6 +241,8 @@ func (c Config) WithDefaults() Config {
 	c.Output = c.Output.WithDefaults()
 	c.Pipeline = c.Pipeline.WithDefaults()
 	c.Checkpoint = c.Checkpoint.WithDefaults()
+	c.Metrics = c.Metrics.WithDefaults()
+	c.Kafka.SASL.Mechanism = c.Kafka.Auth().WithDefaults().SASL.Mechanism
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -186,6 +261,7 @@ func (c Config) Validate() error {
 		section string
 		err     error
 	}{
+		{"kafka", c.Kafka.Auth().Validate()},
 		{"input", c.Input.Validate()},
 		{"scorer", c.Scorer.Validate()},
 		{"clickhouse", c.ClickHouse.Validate()},
@@ -193,6 +269,7 @@ func (c Config) Validate() error {
 		{"pipeline", c.Pipeline.Validate()},
 		{"checkpoint", c.Checkpoint.Validate()},
 		{"log", c.Log.Validate()},
+		{"metrics", c.Metrics.Validate()},
 	}
 	for _, ch := range checks {
 		if ch.err != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/recstream/recstream/internal/kafkaauth"
 )
 
 // ProduceConfig says where and how fast records are written.
@@ -18,6 +20,8 @@ type ProduceConfig struct {
 	// Progress, if set, is called after each acknowledged chunk with the
 	// number of records written so far.
 	Progress func(done int)
+	// Auth secures the connections (TLS, SASL); nil means plaintext.
+	Auth *kafkaauth.Auth
 }
 
 // chunk is how many records one WriteMessages call carries; several calls
@@ -39,7 +43,7 @@ func Produce(ctx context.Context, cfg ProduceConfig, g *Generator, n int) (map[s
 		BatchBytes:   1 << 20, // larger batches fail with Message Size Too Large
 		BatchTimeout: 2 * time.Millisecond,
 		RequiredAcks: kafka.RequireAll,
-		Transport:    &kafka.Transport{}, // the shared default caches stale topic metadata
+		Transport:    cfg.Auth.Transport(0), // its own: the shared default caches stale topic metadata
 	}
 	defer w.Close()
 

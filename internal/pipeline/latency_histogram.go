@@ -10,6 +10,7 @@ type LatencyHistogram struct {
 	over    uint64
 	count   uint64
 	max     time.Duration
+	sum     time.Duration
 }
 
 // NewLatencyHistogram returns an empty histogram.
@@ -27,6 +28,7 @@ func (h *LatencyHistogram) Record(d time.Duration) {
 		h.over++
 	}
 	h.count++
+	h.sum += d
 	if d > h.max {
 		h.max = d
 	}
@@ -37,6 +39,28 @@ func (h *LatencyHistogram) Count() uint64 { return h.count }
 
 // Max is the largest sample.
 func (h *LatencyHistogram) Max() time.Duration { return h.max }
+
+// Sum is the total of the samples.
+func (h *LatencyHistogram) Sum() time.Duration { return h.sum }
+
+// Cumulative returns, for each of bounds (ascending), how many samples
+// were shorter than that bound's whole milliseconds (the histogram's
+// resolution): a sample is known to be at most a bound when its whole
+// bucket is below it. Samples of a minute or more are counted by Count
+// alone.
+func (h *LatencyHistogram) Cumulative(bounds []time.Duration) []uint64 {
+	out := make([]uint64, len(bounds))
+	var seen uint64
+	next := 0 // the next bucket to add
+	for i, b := range bounds {
+		end := min(int(b/time.Millisecond), len(h.buckets)) // buckets [0, end) lie below b
+		for ; next < end; next++ {
+			seen += h.buckets[next]
+		}
+		out[i] = seen
+	}
+	return out
+}
 
 // Quantile returns the upper bound of the bucket holding quantile q (0..1);
 // 0 when empty.

@@ -121,6 +121,7 @@ type Pipeline struct {
 	stats  *Stats
 	now    func() time.Time
 	ckpt   Checkpointer
+	obs    Observer // nil: none
 	// written holds, per partition, the position after the last batch
 	// written; only the writing goroutine touches it.
 	written map[int32]int64
@@ -162,6 +163,8 @@ func (p *Pipeline) Stats() *Stats { return p.stats }
 // scored. At most two batches are in flight, so memory stays bounded when a
 // sink stalls, and batches are written and committed strictly in order.
 func (p *Pipeline) Run(ctx context.Context) error {
+	p.stats.live.running.Store(true)
+	defer p.stats.live.running.Store(false)
 	// Work on taken batches continues past a soft stop, until the drain
 	// deadline.
 	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
@@ -243,7 +246,9 @@ func (p *Pipeline) scoreLoop(ctx, work context.Context, out chan<- scoredBatch) 
 			return
 		}
 		start := p.now()
+		p.stats.live.scoringSince.Store(start.UnixNano())
 		recs, err := p.scorer.Score(work, batch)
+		p.stats.live.scoringSince.Store(0)
 		if err != nil {
 			batch.Release()
 			out <- scoredBatch{err: fmt.Errorf("score batch of %d events: %w", batch.Events.NumRows(), err)}
@@ -280,9 +285,15 @@ func (p *Pipeline) write(ctx context.Context, sb scoredBatch) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			t0 := p.now()
+			var attempts int
 			errs[0] = p.retry(ctx, "dead_letters", func() error {
+				attempts++
 				return p.dlq.Write(ctx, batch.Topic, batch.DeadLetters)
 			})
+			if p.obs != nil {
+				p.obs.SinkWritten("dead_letters", p.now().Sub(t0), attempts, errs[0])
+			}
 		}()
 	}
 	for i, s := range p.sinks {
@@ -290,8 +301,13 @@ func (p *Pipeline) write(ctx context.Context, sb scoredBatch) error {
 		go func() {
 			defer wg.Done()
 			t0 := p.now()
-			errs[i+1] = p.retry(ctx, s.Name, func() error { return s.Sink.Write(ctx, batch, recs) })
-			p.stats.recordSinkTime(s.Name, p.now().Sub(t0))
+			var attempts int
+			errs[i+1] = p.retry(ctx, s.Name, func() error { attempts++; return s.Sink.Write(ctx, batch, recs) })
+			took := p.now().Sub(t0)
+			p.stats.recordSinkTime(s.Name, took)
+			if p.obs != nil {
+				p.obs.SinkWritten(s.Name, took, attempts, errs[i+1])
+			}
 		}()
 	}
 	wg.Wait()
@@ -315,7 +331,15 @@ func (p *Pipeline) write(ctx context.Context, sb scoredBatch) error {
 		}
 		p.written[int32(pos.Partition)] = pos.Offset
 	}
-	p.stats.recordBatch(batch, recs, sb.start, sb.scored, writeStart, written, p.now())
+	committed := p.now()
+	p.stats.recordBatch(batch, recs, sb.start, sb.scored, writeStart, written, committed)
+	if p.obs != nil {
+		p.obs.BatchDone(BatchObservation{
+			Records: batch.Records, Events: int(batch.Events.NumRows()), DeadLetters: len(batch.DeadLetters),
+			Recommendations: int(recs.Recs.NumRows()),
+			Score:           sb.scored.Sub(sb.start), Write: written.Sub(writeStart), Commit: committed.Sub(written),
+		})
+	}
 	if sb.checkpoint != nil {
 		if err := sb.checkpoint.Save(ctx); err != nil {
 			// Not fatal: the previous checkpoint stays valid, a restart
@@ -337,8 +361,13 @@ func (p *Pipeline) retry(ctx context.Context, what string, op func() error) erro
 	b.MaxInterval = p.cfg.RetryMax
 	b.MaxElapsedTime = 0 // an outage pauses the pipeline; it never drops the batch
 	attempt := 0
+	// Whatever the outcome, the sink is no longer being retried.
+	defer p.stats.outages.ended(what)
 	err := backoff.RetryNotify(func() error {
 		err := op()
+		if err != nil {
+			p.stats.outages.failed(what, err, p.now())
+		}
 		if err != nil && !errors.Is(err, sinks.ErrUnavailable) {
 			return backoff.Permanent(err)
 		}

@@ -28,10 +28,14 @@ type Stats struct {
 	byReason  map[string]uint64
 	retries   map[string]uint64
 	sinkNanos map[string]uint64
+	positions map[int32]int64
 	sinkNames []string
 	latency   *LatencyHistogram
 	first     time.Time
 	last      time.Time
+
+	outages outages  // sinks being retried, failed writes (observer.go)
+	live    liveness // Run going, batch in the scorer (observer.go)
 }
 
 func newStats(sinkNames []string) *Stats {
@@ -39,6 +43,7 @@ func newStats(sinkNames []string) *Stats {
 		byReason:  map[string]uint64{},
 		retries:   map[string]uint64{},
 		sinkNanos: map[string]uint64{},
+		positions: map[int32]int64{},
 		sinkNames: sinkNames,
 		latency:   NewLatencyHistogram(),
 	}
@@ -62,6 +67,9 @@ func (s *Stats) recordBatch(b *schemas.EventBatch, recs *schemas.RecommendationB
 	s.last = committed
 	for _, dl := range b.DeadLetters {
 		s.byReason[dl.Reason]++
+	}
+	for _, pos := range b.Commit {
+		s.positions[int32(pos.Partition)] = pos.Offset
 	}
 	// Event-to-recommendation latency: from the moment each event entered
 	// the input log to the moment its recommendation was durable in every
@@ -111,6 +119,9 @@ type Snapshot struct {
 	// SinkSeconds is the time spent writing to each sink (they write in
 	// parallel, so WriteSeconds is about the slowest of them).
 	SinkSeconds map[string]float64 `json:"sink_seconds"`
+	// Positions is, per partition, the input position after the last batch
+	// written and committed.
+	Positions map[int32]int64 `json:"positions"`
 	// Busy is the time from the first fetched record to the last commit.
 	Busy       time.Duration `json:"-"`
 	LatencyP50 time.Duration `json:"-"`
@@ -132,6 +143,7 @@ func (s *Stats) Snapshot() Snapshot {
 		Refreshes:      s.Refreshes.Load(),
 		Retries:        make(map[string]uint64, len(s.retries)),
 		SinkSeconds:    make(map[string]float64, len(s.sinkNanos)),
+		Positions:      make(map[int32]int64, len(s.positions)),
 		CommitFailures: s.CommitFailures.Load(),
 		ScoreSeconds:   float64(s.ScoreNanos.Load()) / 1e9,
 		WriteSeconds:   float64(s.WriteNanos.Load()) / 1e9,
@@ -145,6 +157,9 @@ func (s *Stats) Snapshot() Snapshot {
 	}
 	for k, v := range s.retries {
 		snap.Retries[k] = v
+	}
+	for k, v := range s.positions {
+		snap.Positions[k] = v
 	}
 	for k, v := range s.sinkNanos {
 		snap.SinkSeconds[k] = float64(v) / 1e9
