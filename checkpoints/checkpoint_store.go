@@ -81,8 +81,10 @@ type Manifest struct {
 	Offsets map[int32]int64 `json:"offsets"`
 	// ModelVersion is the model whose state this is.
 	ModelVersion string `json:"model_version"`
-	// Dim is the width of the saved state vectors.
-	Dim int `json:"dim"`
+	// Dim is the width of the saved state vectors, HistoryLen the length
+	// of the saved item histories (one of them is 0).
+	Dim        int `json:"dim"`
+	HistoryLen int `json:"history_len"`
 	// Users counts the users saved.
 	Users int `json:"users"`
 	// Files maps each partition file to its SHA-256.
@@ -168,7 +170,7 @@ func (s *Store) Save(ctx context.Context, snap *Snapshot) (Manifest, error) {
 
 	m := Manifest{
 		Generation: next, CreatedAt: time.Now().UTC(), Topic: snap.Topic,
-		Offsets: snap.Offsets, ModelVersion: snap.ModelVersion, Dim: snap.Dim,
+		Offsets: snap.Offsets, ModelVersion: snap.ModelVersion, Dim: snap.Dim, HistoryLen: snap.HistoryLen,
 		Files: map[string]string{},
 	}
 	for _, part := range snap.partitions() {
@@ -261,7 +263,7 @@ func (s *Store) Load(g uint64) (*Snapshot, Manifest, error) {
 	if m.Generation != g {
 		return nil, Manifest{}, fmt.Errorf("manifest says generation %d, directory says %d", m.Generation, g)
 	}
-	snap := &Snapshot{Topic: m.Topic, Offsets: m.Offsets, ModelVersion: m.ModelVersion, Dim: m.Dim}
+	snap := &Snapshot{Topic: m.Topic, Offsets: m.Offsets, ModelVersion: m.ModelVersion, Dim: m.Dim, HistoryLen: m.HistoryLen}
 	names := make([]string, 0, len(m.Files))
 	for name := range m.Files {
 		names = append(names, name)

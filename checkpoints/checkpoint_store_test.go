@@ -175,3 +175,45 @@ func TestNoCheckpoint(t *testing.T) {
 		t.Fatalf("LoadLatest on an empty dir = %v, want ErrNoCheckpoint", err)
 	}
 }
+
+func TestSequenceModelHistoriesRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	src, err := scorers.NewHistoryStore(5, 8, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 7; i++ {
+		if err := src.Put(scorers.UserState{UserID: fmt.Sprintf("h%d", i), History: []int32{int32(i + 1), 3, 9}[:1+i%3],
+			NewestTsMs: int64(i), Partition: int32(i % 2), Offset: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store, err := NewStore(Config{Dir: t.TempDir()}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Save(ctx, Capture(src, "t", "seq-1", map[int32]int64{0: 7, 1: 7})); err != nil {
+		t.Fatal(err)
+	}
+	snap, _, err := store.LoadLatest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := scorers.NewHistoryStore(5, 8, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Restore(dst); err != nil {
+		t.Fatal(err)
+	}
+	if want, have := allUsers(src), allUsers(dst); !reflect.DeepEqual(want, have) {
+		t.Fatalf("restored histories differ:\nwant %+v\nhave %+v", want, have)
+	}
+	states, err := scorers.NewStateStore(4, 8, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Restore(states); err == nil {
+		t.Fatal("a checkpoint of histories restored into a store of states")
+	}
+}

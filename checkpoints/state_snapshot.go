@@ -20,7 +20,10 @@ type Snapshot struct {
 	Topic        string
 	Offsets      map[int32]int64
 	ModelVersion string
-	Dim          int
+	// Dim is the width of state vectors (0 for a sequence model's store);
+	// HistoryLen the length of item histories (0 for a stateful model's).
+	Dim        int
+	HistoryLen int
 	// Users are the saved users, least recently refreshed first (the order
 	// StateStore.Each gives and Put restores).
 	Users []scorers.UserState
@@ -32,7 +35,7 @@ type Snapshot struct {
 // the scorer runs).
 func Capture(store *scorers.StateStore, topic, modelVersion string, offsets map[int32]int64) *Snapshot {
 	snap := &Snapshot{
-		Topic: topic, ModelVersion: modelVersion, Dim: store.Dim(),
+		Topic: topic, ModelVersion: modelVersion, Dim: store.Dim(), HistoryLen: store.HistoryLen(),
 		Offsets: make(map[int32]int64, len(offsets)),
 		Users:   make([]scorers.UserState, 0, store.Len()),
 	}
@@ -43,6 +46,7 @@ func Capture(store *scorers.StateStore, topic, modelVersion string, offsets map[
 		// Each may reuse its slices; keep copies.
 		u.State = slices.Clone(u.State)
 		u.Bought = slices.Clone(u.Bought)
+		u.History = slices.Clone(u.History)
 		snap.Users = append(snap.Users, u)
 		return true
 	})
@@ -51,8 +55,9 @@ func Capture(store *scorers.StateStore, topic, modelVersion string, offsets map[
 
 // Restore puts every saved user into store, keeping their recency order.
 func (s *Snapshot) Restore(store *scorers.StateStore) error {
-	if s.Dim != store.Dim() {
-		return fmt.Errorf("checkpoint state has %d dimensions, the model %d", s.Dim, store.Dim())
+	if s.Dim != store.Dim() || s.HistoryLen != store.HistoryLen() {
+		return fmt.Errorf("checkpoint holds states of %d dimensions and histories of %d items, the model wants %d and %d",
+			s.Dim, s.HistoryLen, store.Dim(), store.HistoryLen())
 	}
 	for _, u := range s.Users {
 		if err := store.Put(u); err != nil {
@@ -80,32 +85,33 @@ func (s *Snapshot) partitions() []int32 {
 
 // stateSchema is the Arrow schema of a partition file. rank keeps the
 // users' recency order across partitions.
-func stateSchema(dim int) *arrow.Schema {
-	return arrow.NewSchema([]arrow.Field{
-		{Name: "user_id", Type: arrow.BinaryTypes.String},
-		{Name: "rank", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "state", Type: arrow.FixedSizeListOf(int32(dim), arrow.PrimitiveTypes.Float32)},
-		{Name: "newest_ts_ms", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "partition", Type: arrow.PrimitiveTypes.Int32},
-		{Name: "offset", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "bought", Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)},
-	}, nil)
-}
+var stateSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "user_id", Type: arrow.BinaryTypes.String},
+	{Name: "rank", Type: arrow.PrimitiveTypes.Int64},
+	{Name: "state", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)},
+	{Name: "newest_ts_ms", Type: arrow.PrimitiveTypes.Int64},
+	{Name: "partition", Type: arrow.PrimitiveTypes.Int32},
+	{Name: "offset", Type: arrow.PrimitiveTypes.Int64},
+	{Name: "bought", Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)},
+	{Name: "history", Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)},
+}, nil)
 
 // writePartition writes the users of partition part as an Arrow IPC file.
 func writePartition(w io.Writer, s *Snapshot, part int32) (int, error) {
-	schema := stateSchema(s.Dim)
+	schema := stateSchema
 	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
 	defer b.Release()
 	ids := b.Field(0).(*array.StringBuilder)
 	ranks := b.Field(1).(*array.Int64Builder)
-	states := b.Field(2).(*array.FixedSizeListBuilder)
+	states := b.Field(2).(*array.ListBuilder)
 	stateValues := states.ValueBuilder().(*array.Float32Builder)
 	ts := b.Field(3).(*array.Int64Builder)
 	parts := b.Field(4).(*array.Int32Builder)
 	offs := b.Field(5).(*array.Int64Builder)
 	bought := b.Field(6).(*array.ListBuilder)
 	boughtValues := bought.ValueBuilder().(*array.Int32Builder)
+	history := b.Field(7).(*array.ListBuilder)
+	historyValues := history.ValueBuilder().(*array.Int32Builder)
 	n := 0
 	for rank, u := range s.Users {
 		if u.Partition != part {
@@ -123,6 +129,8 @@ func writePartition(w io.Writer, s *Snapshot, part int32) (int, error) {
 		offs.Append(u.Offset)
 		bought.Append(true)
 		boughtValues.AppendValues(u.Bought, nil)
+		history.Append(true)
+		historyValues.AppendValues(u.History, nil)
 		n++
 	}
 	rec := b.NewRecordBatch()
@@ -145,7 +153,7 @@ func readPartition(data []byte, s *Snapshot) error {
 		return err
 	}
 	defer fr.Close()
-	if got, want := fr.Schema(), stateSchema(s.Dim); !got.Equal(want) {
+	if got, want := fr.Schema(), stateSchema; !got.Equal(want) {
 		return fmt.Errorf("schema %s, want %s", got, want)
 	}
 	type ranked struct {
@@ -160,22 +168,27 @@ func readPartition(data []byte, s *Snapshot) error {
 		}
 		ids := rec.Column(0).(*array.String)
 		ranks := rec.Column(1).(*array.Int64)
-		states := rec.Column(2).(*array.FixedSizeList)
+		states := rec.Column(2).(*array.List)
 		stateValues := states.ListValues().(*array.Float32).Float32Values()
 		ts := rec.Column(3).(*array.Int64)
 		parts := rec.Column(4).(*array.Int32)
 		offs := rec.Column(5).(*array.Int64)
 		bought := rec.Column(6).(*array.List)
 		boughtValues := bought.ListValues().(*array.Int32).Int32Values()
+		history := rec.Column(7).(*array.List)
+		historyValues := history.ListValues().(*array.Int32).Int32Values()
 		for r := 0; r < int(rec.NumRows()); r++ {
 			bs, be := bought.ValueOffsets(r)
+			ss, se := states.ValueOffsets(r)
+			hs, he := history.ValueOffsets(r)
 			users = append(users, ranked{rank: ranks.Value(r), u: scorers.UserState{
 				UserID:     ids.Value(r),
-				State:      slices.Clone(stateValues[r*s.Dim : (r+1)*s.Dim]),
+				State:      nilIfEmpty(slices.Clone(stateValues[ss:se])),
 				NewestTsMs: ts.Value(r),
 				Partition:  parts.Value(r),
 				Offset:     offs.Value(r),
 				Bought:     slices.Clone(boughtValues[bs:be]),
+				History:    nilIfEmpty(slices.Clone(historyValues[hs:he])),
 			}})
 		}
 	}
@@ -201,4 +214,13 @@ func readPartition(data []byte, s *Snapshot) error {
 		s.ranks = append(s.ranks, r.rank)
 	}
 	return nil
+}
+
+// nilIfEmpty keeps absent vectors absent (a state in a history store, a
+// history in a state store), as StateStore.Put expects.
+func nilIfEmpty[T any](v []T) []T {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
 }
