@@ -131,7 +131,8 @@ func (c Item2VecConfig) Validate() error {
 type Item2VecResult struct {
 	// Items are the item ids, most frequent first (ties by id).
 	Items []string
-	// Embeddings holds one L2-normalised row of Dim values per item.
+	// Embeddings holds one row of Dim values per item: centred, whitened,
+	// normalised, then scaled by popularity (see PopularityScale).
 	Embeddings [][]float32
 	// Counts is each item's number of interactions.
 	Counts []int64

@@ -126,7 +126,15 @@ dropped from every list), unless --repeats.`,
 			}
 			var models []modelUnderTest
 			if modelDir != "" {
-				models = []modelUnderTest{{"model", modelDir}}
+				meta, err := readModelMetadata(modelDir)
+				if err != nil {
+					return err
+				}
+				if evalFrom, _ := ds.Span(split, len(ds.Events)); meta.DataToMs >= evalFrom {
+					fmt.Fprintf(w, "warning: model %s learned from events up to %s, after the scored part starts (%s): its metrics are inflated\n",
+						meta.Version, formatMs(meta.DataToMs), formatMs(evalFrom))
+				}
+				models = []modelUnderTest{{"model:" + meta.Version, modelDir}}
 			} else {
 				tmp, err := os.MkdirTemp("", "recstream-eval-")
 				if err != nil {
@@ -212,10 +220,13 @@ func runEvaluation(ctx context.Context, ds *evaluation.Dataset, split int, model
 	return rep, nil
 }
 
+// formatMs formats Unix ms as RFC 3339 (UTC).
+func formatMs(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339) }
+
 // formatSpan describes the time span of events [from, to).
 func formatSpan(ds *evaluation.Dataset, from, to int) string {
 	f, t := ds.Span(from, to)
-	return time.UnixMilli(f).UTC().Format(time.RFC3339) + " to " + time.UnixMilli(t).UTC().Format(time.RFC3339)
+	return formatMs(f) + " to " + formatMs(t)
 }
 
 // cliLogger is the logger of the offline commands: console lines on

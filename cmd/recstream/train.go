@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -128,7 +127,7 @@ type holdoutRecord struct {
 func newDataRange(ds *evaluation.Dataset, from, to int) dataRange {
 	f, t := ds.Span(from, to)
 	return dataRange{Source: ds.Source, Events: to - from, FromMs: f, ToMs: t,
-		From: time.UnixMilli(f).UTC().Format(time.RFC3339), To: time.UnixMilli(t).UTC().Format(time.RFC3339)}
+		From: formatMs(f), To: formatMs(t)}
 }
 
 // trainWithHoldout evaluates tcfg on the last holdout share of ds, then
@@ -228,15 +227,24 @@ func writeTrained(te *scorers.TrainedEmbeddings, topK int, dir string, training 
 
 // modelVersion reads the version of the model in dir.
 func modelVersion(dir string) (string, error) {
+	meta, err := readModelMetadata(dir)
+	if err != nil {
+		return "", err
+	}
+	return meta.Version, nil
+}
+
+// readModelMetadata reads the metadata.json of the model in dir.
+func readModelMetadata(dir string) (*scorers.ModelMetadata, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, schemas.ModelFileMetadata))
 	if err != nil {
-		return "", fmt.Errorf("read the model just written: %w", err)
+		return nil, fmt.Errorf("read model metadata: %w", err)
 	}
 	var meta scorers.ModelMetadata
 	if err := json.Unmarshal(raw, &meta); err != nil {
-		return "", fmt.Errorf("read %s: %w", schemas.ModelFileMetadata, err)
+		return nil, fmt.Errorf("read %s of %s: %w", schemas.ModelFileMetadata, dir, err)
 	}
-	return meta.Version, nil
+	return &meta, nil
 }
 
 // trainModel trains tcfg on history and writes the built-in model with K =

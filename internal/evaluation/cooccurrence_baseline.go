@@ -12,7 +12,8 @@ type CooccurrenceConfig struct {
 	// is counted with. Default 5.
 	Window int
 	// Recent is how many of the user's last items vote for candidates; the
-	// last counts 1, the one before 1/2, then 1/4... Default 3.
+	// last counts 1, the one before 1/2, then 1/4... At most Window of them
+	// are kept. Default 3.
 	Recent int
 	// Depth is the most items a Recommend call may ask for (the popularity
 	// fill keeps that many). Default 11.
