@@ -16,6 +16,8 @@ COPY --from=build /out/recstream /usr/local/bin/recstream
 COPY --from=build /src/.deps/onnxruntime/ /opt/onnxruntime/
 COPY configs/ /etc/recstream/
 ENV ONNXRUNTIME_LIB=/opt/onnxruntime/libonnxruntime.so
+# The operations endpoint (metrics.listen): /metrics, /healthz, /readyz.
+EXPOSE 9464
 USER recstream
 WORKDIR /var/lib/recstream
 ENTRYPOINT ["recstream"]

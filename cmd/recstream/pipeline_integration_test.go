@@ -36,6 +36,9 @@ type stack struct {
 	ch       *embedded.ClickHouseServer
 	modelDir string
 	cfg      config.Config
+	// clientOpts are added to the franz-go clients the helpers make (TLS
+	// and SASL against a secured broker); nil for a plaintext one.
+	clientOpts []kgo.Opt
 }
 
 // kafkaStarter starts a stack's Kafka cluster under dir with the test
@@ -124,8 +127,8 @@ func produce(t *testing.T, s *stack, seed uint64, n int, malformed float64) prod
 			p.validUsers[recs[i].UserID] = true
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.addrs...), kgo.DefaultProduceTopic(testInputTopic),
-		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(n+1))
+	cl, err := kgo.NewClient(append(s.clientOpts, kgo.SeedBrokers(s.addrs...), kgo.DefaultProduceTopic(testInputTopic),
+		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(n+1))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +386,7 @@ func assertCommittedToEnd(t *testing.T, s *stack) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.addrs...))
+	cl, err := kgo.NewClient(append(s.clientOpts, kgo.SeedBrokers(s.addrs...))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +420,7 @@ func committedRecords(t *testing.T, s *stack) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.addrs...))
+	cl, err := kgo.NewClient(append(s.clientOpts, kgo.SeedBrokers(s.addrs...))...)
 	if err != nil {
 		t.Fatal(err)
 	}

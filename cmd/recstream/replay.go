@@ -149,9 +149,9 @@ func replayInput(ctx context.Context, cfg config.Config, o replayOptions, log *z
 		cfg.Input.GroupID += ".replay"
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Input.Brokers...))
+	cl, err := newKgoClient(cfg, cfg.Input.Brokers)
 	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
+		return err
 	}
 	defer cl.Close()
 	start, end, err := replayStart(ctx, kadm.NewClient(cl), cfg.Input.Topic, o)
@@ -230,10 +230,10 @@ func rebuildClickHouseFromOutput(ctx context.Context, cfg config.Config, chunk i
 		return fmt.Errorf("start clickhouse sink: %w", err)
 	}
 	defer sink.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Output.Brokers...), kgo.ConsumeTopics(cfg.Output.Topic),
+	cl, err := newKgoClient(cfg, cfg.Output.Brokers, kgo.ConsumeTopics(cfg.Output.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
+		return err
 	}
 	defer cl.Close()
 	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, cfg.Output.Topic)

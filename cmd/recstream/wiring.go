@@ -61,9 +61,12 @@ func buildPipeline(ctx context.Context, cfg config.Config, log *zap.Logger) (c *
 // buildPipelineWith is buildPipeline with options.
 func buildPipelineWith(ctx context.Context, cfg config.Config, log *zap.Logger, opts buildOptions) (c *components, err error) {
 	c = &components{}
+	// `return nil, err` clears c before deferred calls run: close what was
+	// started through a copy.
+	started := c
 	defer func() {
 		if err != nil {
-			c.Close()
+			started.Close()
 		}
 	}()
 	if c.auth, err = connectKafka(ctx, cfg, log); err != nil {
