@@ -50,9 +50,32 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-## bench: Go benchmarks of the hot paths
-bench: setup
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./schemas/ ./consumers/ ./scorers/ ./sinks/
+## bench: Go benchmarks of the per-event hot functions (decode, Arrow
+## append, state gather/scatter, top-K records, output encoding; each with
+## its allocations), then `recstream bench`: every stage against its
+## ceiling in one run, report in .run/bench/ (bench.md, bench.json,
+## bench.png). BENCH_ARGS="..." passes flags to it, for example
+## BENCH_ARGS="--events 50000 --repeats 1" for a quick run.
+BENCH_DIR  := .run/bench
+BENCH_HOT  := ^Benchmark(DecodeEvent|EventBuilderAppend|DecodeAndAppend|StateGatherScatter|TopKRecords|AppendRecommendationRowJSON)$$
+BENCH_ARGS ?=
+bench: setup build
+	@mkdir -p $(BENCH_DIR)
+	$(GO) test -run '^$$' -bench '$(BENCH_HOT)' -benchmem -count 1 ./schemas/ ./consumers/ ./scorers/ > $(BENCH_DIR)/hot-functions.txt 2>&1; \
+		status=$$?; cat $(BENCH_DIR)/hot-functions.txt; exit $$status
+	./$(BIN) bench --data-dir $(BENCH_DIR)/data --markdown $(BENCH_DIR)/bench.md \
+		--json $(BENCH_DIR)/bench.json --plot $(BENCH_DIR)/bench.png $(BENCH_ARGS)
+
+## drill: every disaster-recovery scenario on a real 3-broker Apache Kafka
+## cluster, ClickHouse and the recstream binary; report, JSON and timeline
+## in .run/drill/ (see docs/runbook.md). DRILL_ARGS="..." adds flags.
+DRILL_ARGS ?=
+.PHONY: drill
+drill: setup build
+	@mkdir -p .run/drill
+	./$(BIN) drill --scenarios all --seed 1 --events 20000 --kills 10 \
+		--work-dir .run/drill/work --report .run/drill/report.md \
+		--json .run/drill/drill.json --timeline .run/drill/timeline.png $(DRILL_ARGS)
 
 clean:
 	rm -rf bin .run

@@ -26,7 +26,7 @@ func (brokerLossScenario) expected(Config) time.Duration { return 20 * time.Seco
 
 func (brokerLossScenario) poison(Config) int { return 0 }
 
-func (brokerLossScenario) prepare(*drillRun) error { return nil }
+func (brokerLossScenario) prepare(context.Context, *drillRun) error { return nil }
 
 func (brokerLossScenario) inject(ctx context.Context, d *drillRun) error {
 	if err := d.stream.WaitProduced(ctx, len(d.records)*3/10); err != nil {
@@ -42,7 +42,7 @@ func (brokerLossScenario) inject(ctx context.Context, d *drillRun) error {
 	if err := d.waitRecovered(ctx, start); err != nil {
 		return err
 	}
-	d.progress("recovered", fmt.Sprintf("output resumed %.1fs after the broker loss", time.Since(start).Seconds()))
+	d.progress("recovered", fmt.Sprintf("batches committed again %.1fs after the broker loss", time.Since(start).Seconds()))
 	return nil
 }
 

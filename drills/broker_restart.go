@@ -26,7 +26,7 @@ func (brokerRestartScenario) expected(cfg Config) time.Duration { return cfg.Out
 
 func (brokerRestartScenario) poison(Config) int { return 0 }
 
-func (brokerRestartScenario) prepare(*drillRun) error { return nil }
+func (brokerRestartScenario) prepare(context.Context, *drillRun) error { return nil }
 
 func (brokerRestartScenario) inject(ctx context.Context, d *drillRun) error {
 	if err := d.stream.WaitProduced(ctx, len(d.records)*3/10); err != nil {

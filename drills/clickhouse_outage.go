@@ -24,7 +24,7 @@ func (clickHouseOutageScenario) expected(cfg Config) time.Duration { return cfg.
 
 func (clickHouseOutageScenario) poison(Config) int { return 0 }
 
-func (clickHouseOutageScenario) prepare(*drillRun) error { return nil }
+func (clickHouseOutageScenario) prepare(context.Context, *drillRun) error { return nil }
 
 func (clickHouseOutageScenario) inject(ctx context.Context, d *drillRun) error {
 	if err := d.stream.WaitProduced(ctx, len(d.records)*3/10); err != nil {
@@ -52,7 +52,7 @@ func (clickHouseOutageScenario) inject(ctx context.Context, d *drillRun) error {
 	if err := d.waitRecovered(ctx, restarted); err != nil {
 		return err
 	}
-	d.progress("recovered", fmt.Sprintf("output resumed %.1fs after the kill", time.Since(start).Seconds()))
+	d.progress("recovered", fmt.Sprintf("batches committed again %.1fs after the kill", time.Since(start).Seconds()))
 	return nil
 }
 

@@ -38,7 +38,7 @@ func (corruptCheckpointScenario) expected(cfg Config) time.Duration {
 
 func (corruptCheckpointScenario) poison(Config) int { return 0 }
 
-func (corruptCheckpointScenario) prepare(*drillRun) error { return nil }
+func (corruptCheckpointScenario) prepare(context.Context, *drillRun) error { return nil }
 
 // Log messages of the restart that the scenario looks for (cmd/recstream
 // checkpointing.go and checkpoints.Store.LoadLatest).

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
 	"github.com/recstream/recstream/internal/embedded"
@@ -169,25 +170,91 @@ func trainVersion(ctx context.Context, modelsDir string, seed uint64, events int
 // modelDir is the directory of version.
 func (e *environment) modelDir(version string) string { return filepath.Join(e.modelsDir, version) }
 
-// createInputTopic creates topic with partitions, the cluster's replication
-// and min.insync.replicas; recstream never creates its input.
-func (e *environment) createInputTopic(ctx context.Context, topic string, partitions int) error {
+// createTopics creates a run's input, dead-letter and (compacted) output
+// topics with partitions each, the cluster's replication and
+// min.insync.replicas, and waits until every partition is in sync on every
+// broker. recstream never creates its input; the dead-letter and output
+// topics it would create itself are made here as an operator would, so
+// that a run starts on a settled cluster.
+func (e *environment) createTopics(ctx context.Context, partitions int, input, dlq, output string) error {
 	minISR := strconv.Itoa(minInsyncReplicas)
-	resp, err := e.adm.CreateTopics(ctx, int32(partitions), replicationFactor,
-		map[string]*string{"min.insync.replicas": &minISR}, topic)
-	if err != nil {
-		return fmt.Errorf("create input topic %s: %w", topic, err)
-	}
-	for _, r := range resp.Sorted() {
-		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("create input topic %s: %w", topic, r.Err)
+	compact := "compact"
+	for _, t := range []struct {
+		name    string
+		configs map[string]*string
+	}{
+		{input, map[string]*string{"min.insync.replicas": &minISR}},
+		{dlq, map[string]*string{"min.insync.replicas": &minISR}},
+		{output, map[string]*string{"min.insync.replicas": &minISR, "cleanup.policy": &compact}},
+	} {
+		resp, err := e.adm.CreateTopics(ctx, int32(partitions), replicationFactor, t.configs, t.name)
+		if err != nil {
+			return fmt.Errorf("create topic %s: %w", t.name, err)
+		}
+		for _, r := range resp.Sorted() {
+			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+				return fmt.Errorf("create topic %s: %w", t.name, r.Err)
+			}
 		}
 	}
 	// Topic creation is asynchronous: wait until every partition has a
-	// leader and a full ISR.
+	// leader and a full ISR, and every broker knows the topics.
 	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return e.kafka.WaitInSync(waitCtx, topic)
+	if err := e.kafka.WaitInSync(waitCtx, input, dlq, output); err != nil {
+		return err
+	}
+	return e.waitTopicsEverywhere(waitCtx, input, dlq, output)
+}
+
+// waitTopicsEverywhere waits until every running broker's own metadata
+// lists topics: a broker learns of a new topic a moment after the
+// controller, and a client that asks it first is told the topic does not
+// exist.
+func (e *environment) waitTopicsEverywhere(ctx context.Context, topics ...string) error {
+	for i := 0; i < e.kafka.Nodes(); i++ {
+		if e.kafka.PID(i) == 0 {
+			continue // stopped
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(e.kafka.Addr(i)), kgo.DialTimeout(time.Second))
+		if err != nil {
+			return fmt.Errorf("kafka client for node %d: %w", e.kafka.NodeID(i), err)
+		}
+		err = waitBrokerKnows(ctx, cl, topics)
+		cl.Close()
+		if err != nil {
+			return fmt.Errorf("broker node %d: %w", e.kafka.NodeID(i), err)
+		}
+	}
+	return nil
+}
+
+func waitBrokerKnows(ctx context.Context, cl *kgo.Client, topics []string) error {
+	for {
+		req := kmsg.NewPtrMetadataRequest()
+		for _, t := range topics {
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(t)
+			req.Topics = append(req.Topics, rt)
+		}
+		resp, err := cl.SeedBrokers()[0].Request(ctx, req)
+		known := 0
+		if err == nil {
+			for _, t := range resp.(*kmsg.MetadataResponse).Topics {
+				if t.ErrorCode == 0 && len(t.Partitions) > 0 {
+					known++
+				}
+			}
+		}
+		if known == len(topics) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topics %v not in its metadata: %w (last: %v)", topics, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // openClickHouse connects to database on the drill's server.

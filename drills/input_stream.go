@@ -149,16 +149,19 @@ func (s *inputStream) produce(ctx context.Context, from, to int) error {
 	for lo := from; lo < to; lo += produceBatch {
 		hi := min(to, lo+produceBatch)
 		batch := make([]*kgo.Record, hi-lo)
+		index := make(map[*kgo.Record]int, len(batch))
 		for i := range batch {
 			r := s.records[lo+i]
 			batch[i] = &kgo.Record{Key: r.key, Value: r.value, Timestamp: r.at}
+			index[batch[i]] = lo + i
 		}
 		res := s.cl.ProduceSync(ctx, batch...)
 		if err := res.FirstErr(); err != nil {
 			return fmt.Errorf("produce input records %d-%d to %s: %w", lo, hi-1, s.topic, err)
 		}
-		for i, r := range res {
-			s.positions[lo+i] = position{Partition: r.Record.Partition, Offset: r.Record.Offset}
+		// Results come in the order the partitions answered.
+		for _, r := range res {
+			s.positions[index[r.Record]] = position{Partition: r.Record.Partition, Offset: r.Record.Offset}
 		}
 		s.produced.Store(int64(hi))
 	}

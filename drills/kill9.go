@@ -34,7 +34,7 @@ func (kill9Scenario) expected(cfg Config) time.Duration {
 
 func (kill9Scenario) poison(Config) int { return 0 }
 
-func (kill9Scenario) prepare(*drillRun) error { return nil }
+func (kill9Scenario) prepare(context.Context, *drillRun) error { return nil }
 
 func (kill9Scenario) inject(ctx context.Context, d *drillRun) error {
 	kills := d.r.cfg.Kills
@@ -63,7 +63,7 @@ func (kill9Scenario) inject(ctx context.Context, d *drillRun) error {
 		if err := d.waitRecovered(ctx, restarted); err != nil {
 			return fmt.Errorf("after kill -9 #%d: %w", i, err)
 		}
-		d.progress("recovered", fmt.Sprintf("kill -9 #%d: output resumed %.1fs after the kill", i, time.Since(start).Seconds()))
+		d.progress("recovered", fmt.Sprintf("kill -9 #%d: batches committed again %.1fs after the kill", i, time.Since(start).Seconds()))
 	}
 	return nil
 }

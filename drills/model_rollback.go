@@ -1,25 +1,26 @@
 package drills
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/recstream/recstream/scorers"
 )
 
 // modelRollbackScenario serves the model from a registry (scorer.models_dir,
 // CURRENT naming v1), activates v2 a third of the way into the stream, and
 // rolls back to v1 two thirds of the way in, each time as an operator
-// would: by rewriting CURRENT, which the running pipeline watches and swaps
-// in between two batches, keeping every user's state.
+// would: recstream models activate, which checks the version and rewrites
+// CURRENT; the running pipeline watches CURRENT and swaps the version in
+// between two batches, keeping every user's state.
 //
-// A switch happens at a batch boundary that depends on timing, so the
-// final output cannot equal a fixed reference for every user. What must
-// hold, and is checked:
+// A switch happens at a batch boundary that depends on timing, and the
+// users active while v2 served keep a state v2 updated, so the live result
+// cannot equal a fixed reference for every user. What must hold, and is
+// checked:
 //
 //  1. Nothing is lost and nothing applied twice: every input record is
 //     applied or dead-lettered, and every rewrite of a (user, version) is
@@ -28,16 +29,23 @@ import (
 //     clean: in each input partition, in input order, the records' model
 //     versions read v1…, then v2…, then v1… — never a mix within a stretch,
 //     never a third version — and both switches took effect.
-//  3. Users whose every event came before the switch to v2 (in their
-//     partition) have final recommendations identical to the fault-free v1
-//     reference's, in both sinks: the switch changed nobody it should not.
+//  3. Nothing before the switch changed: every output record that reflects
+//     an input position before the switch to v2 (in its partition) is
+//     byte-identical to the reference's record of the same user and
+//     version, where the reference has one (batch boundaries differ between
+//     runs, so not every pair exists in both); and users whose every event
+//     came before the switch have final recommendations identical to the
+//     reference's, in both sinks.
 //  4. Every other user's final record names the model serving at its input
 //     position (v1 after the rollback, v2 within the v2 stretch), and
 //     ClickHouse FINAL and the output topic agree on it byte for byte.
-//
-// Users active during the v2 stretch keep a state that v2 updated: the
-// rollback does not rewrite history. To erase v2's influence entirely,
-// replay the input with v1 (recstream replay; see docs/runbook.md).
+//  5. The documented way to erase v2's influence works: after the rollback
+//     an input replay (recstream replay: fresh state, v1, every sink)
+//     leaves final recommendations identical to the v1 reference for every
+//     user, in both sinks. The rewrites carry the same versions as the rows
+//     they replace; ClickHouse keeps the last row written among equal
+//     versions and compaction the last record. This is what the table's
+//     differing column counts for this scenario.
 type modelRollbackScenario struct {
 	// switches are the first input offsets, per input partition, scored by
 	// v2 and then by v1 again; filled by comparable from the output.
@@ -47,9 +55,9 @@ type modelRollbackScenario struct {
 func (*modelRollbackScenario) name() string { return ScenarioModelRollback }
 
 func (*modelRollbackScenario) describe(Config) string {
-	return "model v2 activated mid-stream through the registry's CURRENT file, then rolled back to v1: clean " +
-		"switches at batch boundaries, every record names its model, users untouched since the switch equal the " +
-		"v1 reference, nothing lost or applied twice"
+	return "model v2 activated mid-stream (recstream models activate), then rolled back to v1: clean switches at " +
+		"batch boundaries, every record names its model, records before the switch equal the v1 reference's, nothing " +
+		"lost or applied twice; a replay with v1 afterwards gives exactly the v1 reference"
 }
 
 func (*modelRollbackScenario) expected(Config) time.Duration { return 20 * time.Second }
@@ -60,15 +68,22 @@ func (*modelRollbackScenario) poison(Config) int { return 0 }
 const modelReloadInterval = 200 * time.Millisecond
 
 // prepare serves the model from the registry, v1 current.
-func (*modelRollbackScenario) prepare(d *drillRun) error {
+func (*modelRollbackScenario) prepare(ctx context.Context, d *drillRun) error {
 	env := d.r.env
 	d.pcfg.Scorer.ModelDir = ""
 	d.pcfg.Scorer.ModelsDir = env.modelsDir
 	d.pcfg.Scorer.ReloadInterval = modelReloadInterval
-	if err := scorers.NewModelRegistry(env.modelsDir).Activate(env.v1); err != nil {
+	if err := activate(ctx, d, env.v1); err != nil {
 		return fmt.Errorf("make model v1 current: %w", err)
 	}
 	return nil
+}
+
+// activate makes version current as an operator does: recstream models
+// activate, which checks the version's graph and rewrites CURRENT
+// atomically.
+func activate(ctx context.Context, d *drillRun, version string) error {
+	return runToCompletion(ctx, d.r.cfg.Binary, d.logPath, "models", "activate", version, "--dir", d.r.env.modelsDir)
 }
 
 // logSwapped is what the scorer logs when a new version serves.
@@ -88,17 +103,20 @@ func (*modelRollbackScenario) inject(ctx context.Context, d *drillRun) error {
 			return err
 		}
 		start := time.Now()
-		if err := scorers.NewModelRegistry(env.modelsDir).Activate(step.version); err != nil {
-			return fmt.Errorf("%s: activate %s: %w", step.kind, step.version, err)
+		if err := activate(ctx, d, step.version); err != nil {
+			return fmt.Errorf("%s: %w", step.kind, err)
 		}
 		waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		_, err := d.proc.WaitLog(waitCtx, logSwapped, func(l logLine) bool { return l.To == step.version })
+		l, err := d.proc.WaitLog(waitCtx, logSwapped, func(l logLine) bool { return l.To == step.version })
 		cancel()
 		if err != nil {
 			return fmt.Errorf("%s: %w", step.kind, err)
 		}
-		swapped := time.Now()
+		// The swap is timed by the pipeline's own log line; recovery is
+		// the first output after it, written by the new version.
+		swapped := l.At(time.Now())
 		d.fault(step.kind, fmt.Sprintf("CURRENT → %s, swapped in after %s", step.version, swapped.Sub(start).Round(10*time.Millisecond)), start, swapped)
+		d.faults[len(d.faults)-1].afterRepair = true
 		if err := d.waitRecovered(ctx, swapped); err != nil {
 			return err
 		}
@@ -164,7 +182,7 @@ func byInputPartition(o *outcome) []partitionRecs {
 	return out
 }
 
-func (sc *modelRollbackScenario) check(_ context.Context, d *drillRun, o *outcome, res *ScenarioResult) error {
+func (sc *modelRollbackScenario) check(ctx context.Context, d *drillRun, o *outcome, res *ScenarioResult) error {
 	v1, v2 := d.r.env.v1, d.r.env.v2
 	if sc.toV2 == nil {
 		return nil // comparable did not run: the run failed before
@@ -195,6 +213,39 @@ func (sc *modelRollbackScenario) check(_ context.Context, d *drillRun, o *outcom
 	if len(sc.backToV1) == 0 {
 		res.breaks("no output record after the v2 stretch was scored by v1 %s: the rollback never took effect", v1)
 	}
+	// Records before the switch: the same as the reference's.
+	type kv struct {
+		user    string
+		version uint64
+	}
+	refRecs := map[kv][]byte{}
+	for _, t := range d.r.ref.topic {
+		refRecs[kv{t.rec.UserID, t.rec.Version}] = t.raw
+	}
+	var before, matched, changed int
+	for _, t := range o.topic {
+		if at, ok := sc.toV2[t.rec.Partition]; ok && t.rec.Offset >= at {
+			continue
+		}
+		before++
+		want, ok := refRecs[kv{t.rec.UserID, t.rec.Version}]
+		if !ok {
+			continue
+		}
+		matched++
+		if !bytes.Equal(want, t.raw) {
+			changed++
+		}
+	}
+	if changed > 0 {
+		res.breaks("%d of %d output records from before the switch differ from the reference's records of the same user and version",
+			changed, matched)
+	}
+	if matched == 0 {
+		res.breaks("none of the %d output records from before the switch has a counterpart in the reference: nothing was compared", before)
+	}
+	res.note("%d output records reflect input before the switch to v2; %d of them have a reference record of the same user "+
+		"and version, and %d differ", before, matched, changed)
 	// Users past the switch: their final record names the model serving at
 	// its position, and both sinks agree.
 	var touched, wrongModel, disagree int
@@ -212,7 +263,7 @@ func (sc *modelRollbackScenario) check(_ context.Context, d *drillRun, o *outcom
 			wrongModel++
 		}
 		ch, ok := o.chFinal[u]
-		if !ok || renderRec(ch) != renderRec(t.rec) {
+		if !ok || renderRec(ch) != renderRec(secondsPrecision(t.rec)) {
 			disagree++
 		}
 	}
@@ -222,9 +273,33 @@ func (sc *modelRollbackScenario) check(_ context.Context, d *drillRun, o *outcom
 	if disagree > 0 {
 		res.breaks("%d users active since the switch have different final recommendations in ClickHouse and the output topic", disagree)
 	}
-	res.note("%d output records were scored by v2 %s; %d users untouched since the switch were compared with the v1 reference, "+
-		"%d users active since the switch were checked for their model and for agreement of both sinks",
-		scoredV2, v2, res.Compared, touched)
+	res.note("%d output records were scored by v2 %s; %d users untouched since the switch were compared with the v1 "+
+		"reference (%d differ), %d users active since the switch were checked for their model and for agreement of both sinks",
+		scoredV2, v2, res.Compared, res.Differing, touched)
+	return sc.replayAndCompare(ctx, d, res)
+}
+
+// replayAndCompare rebuilds both sinks by an input replay with v1 and
+// compares every user with the reference.
+func (*modelRollbackScenario) replayAndCompare(ctx context.Context, d *drillRun, res *ScenarioResult) error {
+	d.progress("rebuild", "replaying the input with v1 to erase v2's influence (recstream replay)")
+	began := time.Now()
+	if err := runToCompletion(ctx, d.r.cfg.Binary, d.logPath, "replay", "--config", d.cfgPath); err != nil {
+		res.breaks("replay after the rollback: %v", err)
+		return nil
+	}
+	o, err := collectOutcome(ctx, d.r.env, d.database, d.topic, d.dlq, d.output)
+	if err != nil {
+		return err
+	}
+	c := compareFinal(d.r.ref, o, offsetMap{identity: true}, nil)
+	res.Compared, res.Differing, res.DifferingClickHouse, res.DifferingTopic = c.compared, c.eitherDiffer, c.clickhouse, c.topic
+	if c.eitherDiffer > 0 {
+		res.breaks("after the replay with v1, %d of %d users' final recommendations differ from the v1 reference "+
+			"(ClickHouse %d, output topic %d); first:\n%s", c.eitherDiffer, c.compared, c.clickhouse, c.topic, strings.Join(c.examples, "\n"))
+	}
+	res.note("the replay with v1 took %s; afterwards %d of %d users differ from the v1 reference",
+		time.Since(began).Round(100*time.Millisecond), c.eitherDiffer, c.compared)
 	return nil
 }
 

@@ -420,3 +420,11 @@ func compareFinal(ref, got *outcome, m offsetMap, include func(user string) bool
 func renderRec(r schemas.Recommendation) string {
 	return string(schemas.AppendRecommendationJSON(nil, &r))
 }
+
+// secondsPrecision is r with produced_at cut to whole seconds, as the
+// ClickHouse table stores it (DateTime), so that a topic record compares
+// with its ClickHouse row.
+func secondsPrecision(r schemas.Recommendation) schemas.Recommendation {
+	r.ProducedAtMs -= r.ProducedAtMs % 1000
+	return r
+}

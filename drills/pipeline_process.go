@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -114,12 +115,25 @@ func (p *pipelineProcess) Stop(grace time.Duration) (int, error) {
 
 // logLine is the part of a pipeline JSON log line the drill reads.
 type logLine struct {
+	// Ts is the time the line was logged (zap's ISO 8601 form).
+	Ts         string `json:"ts"`
 	Level      string `json:"level"`
 	Msg        string `json:"msg"`
 	Generation uint64 `json:"generation"`
 	Version    string `json:"version"`
 	To         string `json:"to"`
 	Error      string `json:"error"`
+}
+
+// zapTimeLayout is how the pipeline's JSON log writes times.
+const zapTimeLayout = "2006-01-02T15:04:05.000Z0700"
+
+// At is when the line was logged; fallback when its time does not parse.
+func (l logLine) At(fallback time.Time) time.Time {
+	if t, err := time.Parse(zapTimeLayout, l.Ts); err == nil {
+		return t
+	}
+	return fallback
 }
 
 // Log returns this run's log lines that parse as JSON.
@@ -187,3 +201,22 @@ func (p *pipelineProcess) tail() string {
 
 // errExitedEarly marks a pipeline that exited while the drill needed it.
 var errExitedEarly = errors.New("pipeline exited unexpectedly")
+
+// runToCompletion runs bin with args to its end, output appended to
+// logPath, and fails when it exits with a non-zero code.
+func runToCompletion(ctx context.Context, bin, logPath string, args ...string) error {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	defer f.Close()
+	offset, _ := f.Seek(0, io.SeekEnd)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Run(); err != nil {
+		p := &pipelineProcess{logPath: logPath, logOffset: offset}
+		return fmt.Errorf("%s %s: %w; log tail: %s", filepath.Base(bin), args[0], err, p.tail())
+	}
+	return nil
+}

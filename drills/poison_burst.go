@@ -32,7 +32,7 @@ func (poisonBurstScenario) expected(Config) time.Duration { return 15 * time.Sec
 
 func (poisonBurstScenario) poison(cfg Config) int { return cfg.PoisonRecords }
 
-func (poisonBurstScenario) prepare(*drillRun) error { return nil }
+func (poisonBurstScenario) prepare(context.Context, *drillRun) error { return nil }
 
 // inject waits until the burst is in the log: the fault spans its
 // production.

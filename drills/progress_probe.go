@@ -142,44 +142,69 @@ func sumCommitted(ctx context.Context, adm *kadm.Client, group, topic string) (i
 	return sum, true
 }
 
-// recoveryStall is how long output must stop after a fault to count as the
-// outage the fault caused; see recoveryTime.
+// recoveryStall is how long progress must stop after a fault to count as
+// the outage the fault caused; see recoveryTime.
 const recoveryStall = 0.5
 
-// recoveryWindow is how long after a fault's repair (its end) an output
-// stall may begin and still be counted as caused by the fault.
+// recoveryWindow is how long after a fault's repair (its end) a stall may
+// begin and still be counted as caused by the fault.
 const recoveryWindow = 2.0
 
-// recoveryTime finds when output recovered from a fault that began at start
-// and was repaired at end (seconds since the scenario began; end == start
-// for a fault with no repair, such as a broker lost for good).
+// progressSignal says whether a sample shows progress over the one before.
+type progressSignal func(prev, cur Sample) bool
+
+// commitsMoved is the end-to-end signal: the group committed new offsets,
+// which the pipeline does only once every sink acknowledged a batch. It
+// looks for any change, not only growth: a pipeline restarted from a
+// checkpoint commits offsets below the ones committed before the crash.
+func commitsMoved(prev, cur Sample) bool { return cur.Committed != prev.Committed }
+
+// outputGrew is the output topic's end offsets growing: a record was
+// written. It also counts the partial retries of a batch whose write
+// failed for some partitions, so it can show output before the pipeline
+// has recovered.
+func outputGrew(prev, cur Sample) bool { return cur.Output > prev.Output }
+
+// recoveryTime finds when progress, by signal, recovered from a fault that
+// began at start and was repaired at end (seconds since the scenario
+// began; end == start for a fault with no repair, such as a broker lost
+// for good).
 //
-// Recovery is the first output record written after the outage the fault
-// caused: the first advance of the output's end offsets that ends a stall
-// (at least recoveryStall seconds with no new output) which began between
-// start and end+recoveryWindow. A batch already in flight when the fault
-// hit, and written just after it, is not a recovery. When output never
-// stalled, recovery is the first output after start. ok is false when no
-// output came after start at all.
-func recoveryTime(samples []Sample, start, end float64) (at float64, ok bool) {
-	var advances []float64
+// Recovery is the first progress that ends a stall — at least
+// recoveryStall seconds without progress — which began between start and
+// end+recoveryWindow: work already in flight when the fault hit, and
+// finished just after it, is not a recovery. When progress never stalled,
+// recovery is the first progress after start. ok is false when there was
+// no progress after start at all, or when the samples end in such a stall
+// with input still waiting to be committed.
+func recoveryTime(samples []Sample, start, end float64, signal progressSignal) (at float64, ok bool) {
+	if len(samples) == 0 {
+		return 0, false
+	}
+	var moves []float64
 	for i := 1; i < len(samples); i++ {
-		if samples[i].At >= start && samples[i].Output > samples[i-1].Output {
-			advances = append(advances, samples[i].At)
+		if samples[i].At >= start && signal(samples[i-1], samples[i]) {
+			moves = append(moves, samples[i].At)
 		}
 	}
-	if len(advances) == 0 {
+	if len(moves) == 0 {
 		return 0, false
 	}
 	prev := start
-	for _, a := range advances {
+	for _, m := range moves {
 		if prev > end+recoveryWindow {
 			break
 		}
-		if a-prev >= recoveryStall {
-			return a, true
+		if m-prev >= recoveryStall {
+			return m, true
 		}
-		prev = a
+		prev = m
 	}
-	return advances[0], true
+	// A stall that lasts to the end is no recovery unless the input was
+	// all committed by then (a finished run is quiet too).
+	last := samples[len(samples)-1]
+	if prev <= end+recoveryWindow && last.At-prev >= recoveryStall && last.Committed < last.Input {
+		return 0, false
+	}
+	return moves[0], true
 }

@@ -36,23 +36,23 @@ type Report struct {
 
 // Settings are the parameters of a drill, as the report records them.
 type Settings struct {
-	Scenarios                []string `json:"scenarios"`
-	Seed                     uint64   `json:"seed"`
-	Events                   int      `json:"events"`
-	Kills                    int      `json:"kills"`
-	OutageSeconds            float64  `json:"outage_seconds"`
-	Partitions               int      `json:"partitions"`
-	SessionTimeoutSeconds    float64  `json:"session_timeout_seconds"`
-	CheckpointIntervalSecond float64  `json:"checkpoint_interval_seconds"`
-	BatchRows                int      `json:"batch_rows"`
-	PoisonRecords            int      `json:"poison_records"`
+	Scenarios                 []string `json:"scenarios"`
+	Seed                      uint64   `json:"seed"`
+	Events                    int      `json:"events"`
+	Kills                     int      `json:"kills"`
+	OutageSeconds             float64  `json:"outage_seconds"`
+	Partitions                int      `json:"partitions"`
+	SessionTimeoutSeconds     float64  `json:"session_timeout_seconds"`
+	CheckpointIntervalSeconds float64  `json:"checkpoint_interval_seconds"`
+	BatchRows                 int      `json:"batch_rows"`
+	PoisonRecords             int      `json:"poison_records"`
 }
 
 func settingsOf(c Config) Settings {
 	return Settings{
 		Scenarios: c.ordered(), Seed: c.Seed, Events: c.Events, Kills: c.Kills, OutageSeconds: c.Outage.Seconds(),
 		Partitions: c.Partitions, SessionTimeoutSeconds: c.SessionTimeout.Seconds(),
-		CheckpointIntervalSecond: c.CheckpointInterval.Seconds(), BatchRows: c.BatchRows, PoisonRecords: c.PoisonRecords,
+		CheckpointIntervalSeconds: c.CheckpointInterval.Seconds(), BatchRows: c.BatchRows, PoisonRecords: c.PoisonRecords,
 	}
 }
 
@@ -132,11 +132,23 @@ type Fault struct {
 	// End is when the fault was repaired (the pipeline restarted, the
 	// server back); equal to Start for a fault that is not repaired.
 	End float64 `json:"end"`
-	// Recovered is when the first output record after the outage was
-	// written (see recoveryTime); -1 when output never resumed.
+	// Recovered is when the pipeline completed a batch again after the
+	// outage the fault caused: the group committed input offsets, which it
+	// does only once every sink acknowledged the batch (see recoveryTime);
+	// -1 when it never did.
 	Recovered float64 `json:"recovered"`
 	// RTOSeconds is Recovered - Start: the recovery time objective met.
 	RTOSeconds float64 `json:"rto_seconds"`
+	// OutputResumed is when the output topic grew again after the outage,
+	// and OutputRTOSeconds that minus Start (-1: never). It can come before
+	// Recovered: a batch whose write failed for some partitions is retried
+	// whole, and each retry rewrites the records that did get through.
+	OutputResumed    float64 `json:"output_resumed"`
+	OutputRTOSeconds float64 `json:"output_rto_seconds"`
+	// afterRepair makes recovery the first output after End rather than
+	// after an outage (a model swap causes no outage; what counts is the
+	// first output of the new version).
+	afterRepair bool
 }
 
 // finish computes every fault's recovery from the samples and the RTO
@@ -146,11 +158,19 @@ func (r *ScenarioResult) finish() {
 	never := false
 	for i := range r.Faults {
 		f := &r.Faults[i]
-		at, ok := recoveryTime(r.Samples, f.Start, f.End)
+		from, to := f.Start, f.End
+		if f.afterRepair {
+			from = f.End
+		}
+		f.OutputResumed, f.OutputRTOSeconds = -1, -1
+		if at, ok := recoveryTime(r.Samples, from, to, outputGrew); ok {
+			f.OutputResumed, f.OutputRTOSeconds = at, at-f.Start
+		}
+		at, ok := recoveryTime(r.Samples, from, to, commitsMoved)
 		if !ok {
 			f.Recovered, f.RTOSeconds = -1, -1
 			never = true
-			r.breaks("fault %d (%s at %.1fs): output never resumed", i+1, f.Kind, f.Start)
+			r.breaks("fault %d (%s at %.1fs): the pipeline never committed a batch after it", i+1, f.Kind, f.Start)
 			continue
 		}
 		f.Recovered, f.RTOSeconds = at, at-f.Start
@@ -255,7 +275,7 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "Started %s, took %s. Seed %d, %d input events per scenario over %d partitions; "+
 		"session timeout %gs, checkpoint every %gs, batches of up to %d events.\n\n",
 		rep.Started.UTC().Format(time.RFC3339), (time.Duration(rep.Seconds * float64(time.Second))).Round(time.Second),
-		st.Seed, st.Events, st.Partitions, st.SessionTimeoutSeconds, st.CheckpointIntervalSecond, st.BatchRows)
+		st.Seed, st.Events, st.Partitions, st.SessionTimeoutSeconds, st.CheckpointIntervalSeconds, st.BatchRows)
 	c := rep.Cluster
 	fmt.Fprintf(&b, "Ran against a real Apache Kafka cluster of %d brokers (replication factor %d, min.insync.replicas %d), "+
 		"a real ClickHouse server, and the pipeline as a child process (`recstream run`) with checkpoints on. Model %s",
@@ -279,8 +299,13 @@ How to read it:
   distinct keys: older versions and rewrites that the idempotent sinks collapse. **rewrites** is the part that
   rewrote a (user, version) already written — retries and replays after a restart; each must be identical to
   the first write (a conflict breaks a guarantee).
-- **RTO**: from the moment a fault is injected to the first output record written after the outage it caused
-  (output stopped for at least 0.5 s). For kill9 the largest of the kills, with the median in parentheses.
+- **RTO**: from the moment a fault is injected to the first batch the pipeline completes after the outage it
+  caused (progress stopped for at least 0.5 s): the first commit of input offsets, which happens only once every
+  sink acknowledged the batch. For kill9 the largest of the kills, with the median in parentheses. The fault tables
+  also give when the output topic grew again, which can be earlier: a batch whose write failed for some
+  partitions is retried whole, and each retry rewrites the records that got through.
+- ClickHouse collapses duplicates in background merges, so its counts show only what was not merged yet when the
+  drill read the table; the output topic's counts are exact (no compaction runs during a drill).
 `)
 	for _, s := range rep.Scenarios {
 		writeScenario(&b, s)
@@ -306,17 +331,20 @@ func writeScenario(b *strings.Builder, s ScenarioResult) {
 		s.Produced, s.Valid, s.DeadLettered, s.Lost, s.Misrouted, s.Compared, s.Differing, s.DifferingClickHouse,
 		s.DifferingTopic, s.RewritesClickHouse, s.RewritesTopic, s.Conflicts, seconds(s.Seconds))
 	if len(s.Faults) > 0 {
-		b.WriteString("| # | fault | injected | repaired | output resumed | RTO |\n| ---: | --- | ---: | ---: | ---: | ---: |\n")
+		b.WriteString("| # | fault | injected | repaired | output grew | batch committed | RTO |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: |\n")
 		for i, f := range s.Faults {
 			kind := f.Kind
 			if f.Detail != "" {
 				kind += ": " + f.Detail
 			}
-			resumed := "never"
-			if f.Recovered >= 0 {
-				resumed = fmt.Sprintf("%.2f s", f.Recovered)
+			at := func(t float64) string {
+				if t < 0 {
+					return "never"
+				}
+				return fmt.Sprintf("%.2f s", t)
 			}
-			fmt.Fprintf(b, "| %d | %s | %.2f s | %.2f s | %s | %s |\n", i+1, kind, f.Start, f.End, resumed, seconds(f.RTOSeconds))
+			fmt.Fprintf(b, "| %d | %s | %.2f s | %.2f s | %s | %s | %s |\n", i+1, kind, f.Start, f.End,
+				at(f.OutputResumed), at(f.Recovered), seconds(f.RTOSeconds))
 		}
 		b.WriteString("\n")
 	}

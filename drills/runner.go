@@ -70,7 +70,7 @@ type scenario interface {
 	poison(Config) int
 	// prepare adjusts the pipeline's configuration before it is written
 	// and readies what the scenario needs before the pipeline starts.
-	prepare(d *drillRun) error
+	prepare(ctx context.Context, d *drillRun) error
 	// inject runs the faults against the running pipeline and records
 	// each with d.fault.
 	inject(ctx context.Context, d *drillRun) error
@@ -284,22 +284,24 @@ func (d *drillRun) killPipeline() error {
 // recoveryTimeout bounds the wait for output after a fault.
 const recoveryTimeout = 2 * time.Minute
 
-// waitRecovered waits until output advances after repaired (the moment the
-// fault was repaired), or the input is all consumed with nothing left to
-// write. It restarts a pipeline that exits on its own.
+// waitRecovered waits until the group commits input offsets after
+// repaired (the moment the fault was repaired), or the input is all
+// consumed with nothing left to commit. It restarts a pipeline that exits
+// on its own.
 func (d *drillRun) waitRecovered(ctx context.Context, repaired time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout)
 	defer cancel()
-	var base int64 = -1
+	var base Sample
+	seen := false
 	for {
 		if err := d.supervise(); err != nil {
 			return err
 		}
 		s := d.probe.Last()
 		if s.At >= d.since(repaired) {
-			if base < 0 {
-				base = s.Output
-			} else if s.Output > base {
+			if !seen {
+				base, seen = s, true
+			} else if commitsMoved(base, s) {
 				return nil
 			}
 			if s.Committed >= s.Input && d.stream.Produced() == len(d.records) && s.Input == int64(len(d.records)) {
@@ -308,7 +310,7 @@ func (d *drillRun) waitRecovered(ctx context.Context, repaired time.Time) error 
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("no output within %s of the repair at %.1fs: %w", recoveryTimeout, d.since(repaired), ctx.Err())
+			return fmt.Errorf("no batch committed within %s of the repair at %.1fs: %w", recoveryTimeout, d.since(repaired), ctx.Err())
 		case <-time.After(probeInterval / 2):
 		}
 	}
@@ -433,14 +435,14 @@ func (d *drillRun) execute(ctx context.Context, sc scenario, res *ScenarioResult
 	r := d.r
 	d.began = time.Now()
 	if sc != nil {
-		if err := sc.prepare(d); err != nil {
+		if err := sc.prepare(ctx, d); err != nil {
 			return nil, nil, err
 		}
 	}
 	if err := d.writeConfig(); err != nil {
 		return nil, nil, err
 	}
-	if err := r.env.createInputTopic(ctx, d.topic, r.cfg.Partitions); err != nil {
+	if err := r.env.createTopics(ctx, r.cfg.Partitions, d.topic, d.dlq, d.output); err != nil {
 		return nil, nil, err
 	}
 	d.probe = startProbe(r.env.adm, d.topic, d.output, d.group, d.began)

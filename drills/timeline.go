@@ -14,18 +14,20 @@ import (
 
 // Colours of the timeline.
 var (
-	outputColor    = color.RGBA{R: 31, G: 119, B: 180, A: 255}
-	committedColor = color.RGBA{R: 140, G: 140, B: 140, A: 255}
-	faultColor     = color.RGBA{R: 214, G: 39, B: 40, A: 60}
-	faultEdgeColor = color.RGBA{R: 214, G: 39, B: 40, A: 255}
-	rtoColor       = color.RGBA{R: 44, G: 160, B: 44, A: 255}
+	outputColor    = color.NRGBA{R: 31, G: 119, B: 180, A: 255}
+	committedColor = color.NRGBA{R: 140, G: 140, B: 140, A: 255}
+	faultColor     = color.NRGBA{R: 214, G: 39, B: 40, A: 50}
+	faultEdgeColor = color.NRGBA{R: 214, G: 39, B: 40, A: 255}
+	rtoColor       = color.NRGBA{R: 44, G: 160, B: 44, A: 255}
 )
 
 // rateWindow is the span, in seconds, over which records/s are averaged.
 const rateWindow = 1.0
 
 // rates turns cumulative counts into per-second rates averaged over
-// rateWindow.
+// rateWindow. Points with less than half a window behind them are left out:
+// the backlog of the first tenth of a second would otherwise read as a
+// spike that flattens everything else.
 func rates(samples []Sample, count func(Sample) int64) plotter.XYs {
 	var pts plotter.XYs
 	j := 0
@@ -34,7 +36,7 @@ func rates(samples []Sample, count func(Sample) int64) plotter.XYs {
 			j++
 		}
 		dt := samples[i].At - samples[j].At
-		if dt <= 0 {
+		if dt < rateWindow/2 {
 			continue
 		}
 		r := float64(count(samples[i])-count(samples[j])) / dt
@@ -148,6 +150,7 @@ func lanePlot(s ScenarioResult, legend bool) (*plot.Plot, error) {
 		}
 	}
 	var labels plotter.XYLabels
+	var rightAligned []bool
 	for i, f := range s.Faults {
 		if f.Recovered < 0 {
 			continue
@@ -161,8 +164,15 @@ func lanePlot(s ScenarioResult, legend bool) (*plot.Plot, error) {
 		}
 		bar.Color, bar.Width = rtoColor, vg.Points(2.5)
 		p.Add(bar)
+		// A label near the right edge goes left of the bar's end.
+		right := f.Recovered > 0.85*p.X.Max
+		text := fmt.Sprintf(" RTO %.1fs", f.RTOSeconds)
+		if right {
+			text = fmt.Sprintf("RTO %.1fs ", f.RTOSeconds)
+		}
 		labels.XYs = append(labels.XYs, plotter.XY{X: f.Recovered, Y: y})
-		labels.Labels = append(labels.Labels, fmt.Sprintf(" RTO %.1fs", f.RTOSeconds))
+		labels.Labels = append(labels.Labels, text)
+		rightAligned = append(rightAligned, right)
 	}
 	if len(labels.XYs) > 0 {
 		l, err := plotter.NewLabels(labels)
@@ -172,13 +182,16 @@ func lanePlot(s ScenarioResult, legend bool) (*plot.Plot, error) {
 		for i := range l.TextStyle {
 			l.TextStyle[i].Color = rtoColor
 			l.TextStyle[i].Font.Size = vg.Points(7)
-			l.TextStyle[i].YAlign = draw.YCenter
+			l.TextStyle[i].YAlign = draw.YBottom
+			if rightAligned[i] {
+				l.TextStyle[i].XAlign = draw.XRight
+			}
 		}
 		p.Add(l)
 	}
 	if legend {
 		p.Legend.Top = true
-		p.Legend.Left = false
+		p.Legend.Left = true
 		p.Legend.TextStyle.Font.Size = vg.Points(8)
 	}
 	return p, nil

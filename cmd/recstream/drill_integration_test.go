@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recstream/recstream/drills"
+)
+
+// TestDrillSuite is the CI drill: `recstream drill` with kill -9 at 10
+// random points, the loss of one broker of three, a ClickHouse outage, a
+// poison burst and a corrupted checkpoint, on a real Apache Kafka cluster
+// (3 brokers, replication factor 3, min.insync.replicas 2), a real
+// ClickHouse server and the recstream binary as the pipeline. Every
+// guarantee must hold: nothing lost, final recommendations equal to the
+// fault-free reference in both sinks, rewrites identical, every fault
+// recovered from; and the report files must be written. About 2.5 minutes
+// on 2 cores.
+func TestDrillSuite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the drill suite takes about 2.5 minutes; run it without -short")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	jsonPath, mdPath, pngPath := filepath.Join(dir, "drill.json"), filepath.Join(dir, "drill.md"), filepath.Join(dir, "drill.png")
+	const events, kills = 5000, 10
+	scenarios := []string{drills.ScenarioKill9, drills.ScenarioBrokerLoss, drills.ScenarioClickHouseOutage,
+		drills.ScenarioPoisonBurst, drills.ScenarioCorruptCheckpoint}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	began := time.Now()
+	code := execute(ctx, []string{"drill", "--scenarios", strings.Join(scenarios, ","), "--seed", "1",
+		"--events", strconv.Itoa(events), "--kills", strconv.Itoa(kills), "--binary", bin, "--work-dir", filepath.Join(dir, "work"),
+		"--json", jsonPath, "--report", mdPath, "--timeline", pngPath})
+	t.Logf("drill took %s", time.Since(began).Round(time.Second))
+
+	raw, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatalf("drill exited %d and wrote no JSON report: %v (pipeline logs under %s)", code, err, filepath.Join(dir, "work", "scenarios"))
+	}
+	var rep drills.Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if md, err := os.ReadFile(mdPath); err != nil {
+		t.Errorf("markdown report: %v", err)
+	} else {
+		t.Logf("report:\n%s", md)
+	}
+	if code != exitOK || !rep.Passed {
+		t.Fatalf("drill exited %d; broken guarantees:\n  %s", code, strings.Join(rep.Broken, "\n  "))
+	}
+
+	if len(rep.Scenarios) != len(scenarios) {
+		t.Fatalf("%d scenarios in the report, want %d", len(rep.Scenarios), len(scenarios))
+	}
+	ref := rep.Reference
+	if ref.Produced != events || ref.Valid+ref.DeadLettered != events || ref.Compared == 0 {
+		t.Fatalf("reference run: produced %d, valid %d, dead-lettered %d, users %d", ref.Produced, ref.Valid, ref.DeadLettered, ref.Compared)
+	}
+	for _, s := range rep.Scenarios {
+		wantProduced := events
+		if s.Name == drills.ScenarioPoisonBurst {
+			wantProduced += drills.DefaultPoisonRecords
+		}
+		switch {
+		case !s.Passed || len(s.Broken) > 0:
+			t.Errorf("%s: broken: %v", s.Name, s.Broken)
+		case s.Produced != wantProduced || s.Lost != 0 || s.Misrouted != 0 || s.Valid+s.DeadLettered != s.Produced:
+			t.Errorf("%s: produced %d (want %d), valid %d, dead-lettered %d, lost %d, misrouted %d",
+				s.Name, s.Produced, wantProduced, s.Valid, s.DeadLettered, s.Lost, s.Misrouted)
+		case s.Valid != ref.Valid:
+			t.Errorf("%s: %d valid events applied, the reference %d", s.Name, s.Valid, ref.Valid)
+		case s.Differing != 0 || s.Compared != ref.Compared || s.Conflicts != 0:
+			t.Errorf("%s: %d of %d users differ (reference has %d), %d conflicting rewrites", s.Name, s.Differing, s.Compared, ref.Compared, s.Conflicts)
+		case len(s.Faults) == 0 || s.RTOSeconds <= 0:
+			t.Errorf("%s: %d faults, RTO %.2f s: no fault was injected or timed", s.Name, len(s.Faults), s.RTOSeconds)
+		}
+		for i, f := range s.Faults {
+			if f.Recovered < f.Start || f.RTOSeconds < 0 {
+				t.Errorf("%s fault %d (%s): recovered at %.2f s, injected at %.2f s", s.Name, i+1, f.Kind, f.Recovered, f.Start)
+			}
+		}
+		switch s.Name {
+		case drills.ScenarioKill9:
+			if len(s.Faults) != kills {
+				t.Errorf("kill9: %d kills, want %d", len(s.Faults), kills)
+			}
+			if s.RewritesTopic == 0 {
+				t.Error("kill9: no output record was rewritten: the restarts replayed nothing, so the drill proved little")
+			}
+		case drills.ScenarioPoisonBurst:
+			if s.DeadLettered != ref.DeadLettered+drills.DefaultPoisonRecords {
+				t.Errorf("poison-burst: %d dead-lettered, want the reference's %d plus the %d poison records",
+					s.DeadLettered, ref.DeadLettered, drills.DefaultPoisonRecords)
+			}
+		case drills.ScenarioCorruptCheckpoint:
+			if !containsNote(s.Notes, "restored generation") || !containsNote(s.Notes, "corrupt") {
+				t.Errorf("corrupt-checkpoint: notes do not show the fallback to the previous generation: %v", s.Notes)
+			}
+		}
+	}
+
+	f, err := os.Open(pngPath)
+	if err != nil {
+		t.Fatalf("timeline: %v", err)
+	}
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Fatalf("timeline is not a PNG: %v", err)
+	}
+}
+
+func containsNote(notes []string, s string) bool {
+	for _, n := range notes {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
+}
