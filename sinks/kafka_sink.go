@@ -315,7 +315,25 @@ func (s *KafkaSink) waitForLeaders(ctx context.Context, client *kafka.Client) er
 	}
 }
 
+// cleanupPolicy reads the topic's cleanup.policy. Just after creation, on a
+// cluster of several brokers, the broker asked may not know the topic yet:
+// UnknownTopicOrPartition is retried for a while before it counts.
 func (s *KafkaSink) cleanupPolicy(ctx context.Context, client *kafka.Client) (string, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		policy, err := s.describeCleanupPolicy(ctx, client)
+		if err == nil || !errors.Is(err, kafka.UnknownTopicOrPartition) || time.Now().After(deadline) {
+			return policy, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", unavailable("describe configs of output topic "+s.cfg.Topic, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (s *KafkaSink) describeCleanupPolicy(ctx context.Context, client *kafka.Client) (string, error) {
 	resp, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
 		ResourceType: kafka.ResourceTypeTopic, ResourceName: s.cfg.Topic, ConfigNames: []string{"cleanup.policy"},
 	}}})
