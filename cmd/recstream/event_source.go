@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -10,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/recstream/recstream/internal/config"
 	"github.com/recstream/recstream/internal/evaluation"
+	"github.com/recstream/recstream/internal/kafkaauth"
 	"github.com/recstream/recstream/scorers"
 )
 
@@ -28,6 +31,7 @@ type sourceFlags struct {
 	toOffset   int64
 	fromTime   string
 	toTime     string
+	configPath string
 }
 
 func (s *sourceFlags) register(cmd *cobra.Command) {
@@ -44,6 +48,7 @@ func (s *sourceFlags) register(cmd *cobra.Command) {
 	f.Int64Var(&s.toOffset, "to-offset", -1, "offset after the last read on each partition (-1: the end)")
 	f.StringVar(&s.fromTime, "from-time", "", "read records logged at or after this time (RFC 3339 or Unix ms)")
 	f.StringVar(&s.toTime, "to-time", "", "read records logged before this time (RFC 3339 or Unix ms)")
+	f.StringVar(&s.configPath, "config", "", "take Kafka brokers, TLS and SASL from this configuration file (with --brokers unset)")
 }
 
 // load reads the events the flags name.
@@ -67,10 +72,21 @@ func (s *sourceFlags) load(ctx context.Context, log *zap.Logger) (*evaluation.Da
 			return nil, fmt.Errorf("read events: %w", err)
 		}
 		return ds, nil
-	case s.brokers != "":
-		r := evaluation.KafkaRange{
-			Brokers: strings.Split(s.brokers, ","), Topic: s.topic,
-			FromOffset: s.fromOffset, ToOffset: s.toOffset,
+	case s.brokers != "" || s.configPath != "":
+		r := evaluation.KafkaRange{Topic: s.topic, FromOffset: s.fromOffset, ToOffset: s.toOffset}
+		if s.configPath != "" {
+			kc, err := config.LoadKafka(s.configPath, os.Environ())
+			if err != nil {
+				return nil, usageError{err}
+			}
+			auth, err := kafkaauth.New(kc.Auth())
+			if err != nil {
+				return nil, usageError{fmt.Errorf("kafka.%w", err)}
+			}
+			r.Brokers, r.ClientOptions = kc.Brokers, auth.KgoOptions()
+		}
+		if s.brokers != "" {
+			r.Brokers = strings.Split(s.brokers, ",")
 		}
 		var err error
 		if r.FromTime, err = parseTimeFlag("from-time", s.fromTime); err != nil {

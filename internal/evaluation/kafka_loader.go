@@ -37,6 +37,9 @@ type KafkaRange struct {
 	// transaction markers or compacted-away records never does).
 	// Default 5s.
 	IdleTimeout time.Duration
+	// ClientOptions are added to every Kafka client the loader makes: TLS
+	// and SASL for a secured cluster (kafkaauth.Auth.KgoOptions).
+	ClientOptions []kgo.Opt
 }
 
 // Validate checks r; errors name the flag.
@@ -89,9 +92,9 @@ func LoadKafka(ctx context.Context, r KafkaRange, log *zap.Logger) (*Dataset, er
 	if len(offsets) == 0 {
 		return ds, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.Brokers...),
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.Brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.Topic: offsets}),
-		kgo.FetchMaxBytes(32<<20))
+		kgo.FetchMaxBytes(32 << 20)}, r.ClientOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("load kafka: client for %v: %w", r.Brokers, err)
 	}
@@ -149,7 +152,7 @@ func LoadKafka(ctx context.Context, r KafkaRange, log *zap.Logger) (*Dataset, er
 
 // resolveKafkaRange turns r's bounds into offsets per partition.
 func resolveKafkaRange(ctx context.Context, r KafkaRange) (map[int32]partitionRange, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.Brokers...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.Brokers...)}, r.ClientOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("load kafka: client for %v: %w", r.Brokers, err)
 	}
