@@ -92,6 +92,7 @@ Exit codes: 0 success (also after SIGTERM/SIGINT drained the in-flight batch),
 	root.AddCommand(
 		newRunCommand(),
 		newReplayCommand(),
+		newDrillCommand(),
 		newDemoCommand(),
 		newGenerateCommand(),
 		newTrainCommand(),
