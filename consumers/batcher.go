@@ -28,8 +28,8 @@ type BatchConfig struct {
 	// single record larger than MaxBytes makes a batch of its own). Zero
 	// means 4 MiB.
 	MaxBytes int `yaml:"max_bytes"`
-	// Linger is the longest a batch waits for more records after its first
-	// record was fetched; it bounds the latency that batching adds. Zero
+	// Linger is the longest a batch waits for more records after it got
+	// its first record; it bounds the latency that batching adds. Zero
 	// means 50ms.
 	Linger time.Duration `yaml:"linger"`
 }
@@ -71,8 +71,8 @@ type Record struct {
 	Value     []byte
 	// Time is the record's log timestamp.
 	Time time.Time
-	// Fetched is when the record was fetched; the batch's linger runs from
-	// the Fetched of its first record.
+	// Fetched is when the record was fetched; it becomes the batch's
+	// FirstFetched, where latency figures start.
 	Fetched time.Time
 }
 
@@ -92,7 +92,12 @@ type Batcher struct {
 	last    int                       // index in commit of the last record's partition
 	records int
 	bytes   int
-	first   time.Time
+	first   time.Time // Fetched of the batch's first record, for latency figures
+	// started is when the batch got its first record: the linger runs from
+	// here, not from first, so that a record held back by back-pressure
+	// does not start a batch whose linger has already run out (which cut
+	// batches of a few records under load).
+	started time.Time
 }
 
 // NewBatcher returns a batcher for records of topic. cfg's zero fields take
@@ -126,7 +131,7 @@ func (b *Batcher) Deadline() (deadline time.Time, ok bool) {
 	if b.records == 0 {
 		return time.Time{}, false
 	}
-	return b.first.Add(b.cfg.Linger), true
+	return b.started.Add(b.cfg.Linger), true
 }
 
 // AddEvent appends a valid event decoded from rec. It copies the event's
@@ -166,6 +171,7 @@ func clone(b []byte) []byte {
 func (b *Batcher) track(rec *Record) {
 	if b.records == 0 {
 		b.first = rec.Fetched
+		b.started = time.Now()
 	}
 	b.records++
 	// Keys count as well as values: a dead letter keeps both, and a hostile
@@ -223,6 +229,7 @@ func (b *Batcher) clear() {
 	b.records = 0
 	b.bytes = 0
 	b.first = time.Time{}
+	b.started = time.Time{}
 }
 
 // Release drops the current batch and frees the builder. The batcher must

@@ -455,8 +455,10 @@ func TestConsumerRetriesBrokerErrors(t *testing.T) {
 	nextN(ctx, t, c, s, len(p.all), nil)
 	mu.Lock()
 	defer mu.Unlock()
-	if dropped != 3 || notLeader != 3 {
-		t.Fatalf("injected %d dropped connections and %d not-leader errors, want 3 each", dropped, notLeader)
+	// How many fetches a run makes depends on timing; what matters is that
+	// both kinds of fault happened and nothing was lost.
+	if dropped == 0 || notLeader == 0 {
+		t.Fatalf("injected %d dropped connections and %d not-leader errors, want at least one of each", dropped, notLeader)
 	}
 	for ps := range p.all {
 		if !s.pos[ps] {
