@@ -129,18 +129,9 @@ func trainVersion(ctx context.Context, modelsDir string, seed uint64, events int
 	gcfg := inputShape(events)
 	gcfg.Seed = seed ^ 0x7a11ed
 	gen := generator.New(gcfg)
-	dec := schemas.NewEventDecoder(schemas.EventLimits{}.WithDefaults())
-	history := make([]scorers.Interaction, 0, trainHistory)
-	var ev schemas.Event
-	for len(history) < trainHistory {
-		r := gen.Next()
-		if r.Kind != generator.KindValid {
-			continue
-		}
-		if derr := dec.Decode(r.Key, r.Value, r.Time, &ev); derr != nil {
-			return "", fmt.Errorf("generator wrote an invalid event: %v", derr)
-		}
-		history = append(history, scorers.Interaction{User: string(ev.UserID), Item: string(ev.ItemID), Type: ev.Type, TsMs: ev.TsMs})
+	history, err := generator.TrainingHistory(gen, trainHistory)
+	if err != nil {
+		return "", err
 	}
 	tcfg := scorers.TrainConfig{}
 	tcfg.Item2Vec.Seed, tcfg.BPR.Seed, tcfg.ALS.Seed = modelSeed, modelSeed, modelSeed

@@ -204,6 +204,66 @@ func writeModelFiles(dir string, files []modelFile) error {
 	return nil
 }
 
+// itemTable checks a model's item ids, embeddings and counts, and returns
+// the embedding width, items.txt, and the embedding table with its padding
+// row 0 (all zeros) first; transform, when set, maps every value.
+func itemTable(ids []string, embeddings [][]float32, counts []int64, transform func(float32) float32) (dim int, itemsTxt []byte, emb []float32, err error) {
+	n := len(ids)
+	if n == 0 {
+		return 0, nil, nil, errors.New("items: none given")
+	}
+	if len(embeddings) != n {
+		return 0, nil, nil, fmt.Errorf("embeddings: %d rows for %d items", len(embeddings), n)
+	}
+	if counts != nil && len(counts) != n {
+		return 0, nil, nil, fmt.Errorf("counts: %d values for %d items", len(counts), n)
+	}
+	dim = len(embeddings[0])
+	if dim == 0 {
+		return 0, nil, nil, errors.New("embeddings: rows are empty")
+	}
+	seen := make(map[string]struct{}, n)
+	var items bytes.Buffer
+	emb = make([]float32, (n+1)*dim)
+	for i, id := range ids {
+		if id == "" || strings.ContainsAny(id, "\r\n") {
+			return 0, nil, nil, fmt.Errorf("items: id %d (%q) is empty or holds a line break", i, id)
+		}
+		if _, dup := seen[id]; dup {
+			return 0, nil, nil, fmt.Errorf("items: id %q appears twice", id)
+		}
+		seen[id] = struct{}{}
+		items.WriteString(id)
+		items.WriteByte('\n')
+		row := embeddings[i]
+		if len(row) != dim {
+			return 0, nil, nil, fmt.Errorf("embeddings: row %d has %d values, want %d", i, len(row), dim)
+		}
+		for j, v := range row {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return 0, nil, nil, fmt.Errorf("embeddings: row %d holds %g", i, v)
+			}
+			if transform != nil {
+				v = transform(v)
+			}
+			emb[(i+1)*dim+j] = v
+		}
+	}
+	return dim, items.Bytes(), emb, nil
+}
+
+// priorWeightOrDefault reads ModelSpec.PriorWeight's convention: 0 means
+// the default, a negative value no prior.
+func priorWeightOrDefault(w float32) float32 {
+	switch {
+	case w == 0:
+		return DefaultPriorWeight
+	case w < 0:
+		return 0
+	}
+	return w
+}
+
 type modelFile struct {
 	name string
 	data []byte
@@ -212,31 +272,9 @@ type modelFile struct {
 // buildModelFiles checks spec and returns the three files of its directory.
 func buildModelFiles(spec ModelSpec) ([]modelFile, error) {
 	n := len(spec.Items)
-	if n == 0 {
-		return nil, errors.New("items: none given")
-	}
-	if len(spec.Embeddings) != n {
-		return nil, fmt.Errorf("embeddings: %d rows for %d items", len(spec.Embeddings), n)
-	}
-	if spec.Counts != nil && len(spec.Counts) != n {
-		return nil, fmt.Errorf("counts: %d values for %d items", len(spec.Counts), n)
-	}
-	dim := len(spec.Embeddings[0])
-	if dim == 0 {
-		return nil, errors.New("embeddings: rows are empty")
-	}
-	seen := make(map[string]struct{}, n)
-	var items bytes.Buffer
-	for i, id := range spec.Items {
-		if id == "" || strings.ContainsAny(id, "\r\n") {
-			return nil, fmt.Errorf("items: id %d (%q) is empty or holds a line break", i, id)
-		}
-		if _, dup := seen[id]; dup {
-			return nil, fmt.Errorf("items: id %q appears twice", id)
-		}
-		seen[id] = struct{}{}
-		items.WriteString(id)
-		items.WriteByte('\n')
+	dim, items, emb, err := itemTable(spec.Items, spec.Embeddings, spec.Counts, flushTiny)
+	if err != nil {
+		return nil, err
 	}
 	types := spec.EventTypes
 	if types == nil {
@@ -252,26 +290,8 @@ func buildModelFiles(spec ModelSpec) ([]modelFile, error) {
 	}
 	topK := cmpOr(spec.TopK, DefaultTopK)
 	steps := cmpOr(spec.Steps, DefaultSteps)
-	priorWeight := spec.PriorWeight
-	switch {
-	case priorWeight == 0:
-		priorWeight = DefaultPriorWeight
-	case priorWeight < 0:
-		priorWeight = 0
-	}
+	priorWeight := priorWeightOrDefault(spec.PriorWeight)
 
-	emb := make([]float32, (n+1)*dim)
-	for i, row := range spec.Embeddings {
-		if len(row) != dim {
-			return nil, fmt.Errorf("embeddings: row %d has %d values, want %d", i, len(row), dim)
-		}
-		for j, v := range row {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("embeddings: row %d holds %g", i, v)
-			}
-			emb[(i+1)*dim+j] = flushTiny(v)
-		}
-	}
 	prior := popularityPrior(spec.Counts, n, priorWeight)
 	g := &UserTowerGraph{
 		Dim:            dim,
@@ -324,7 +344,7 @@ func buildModelFiles(spec ModelSpec) ([]modelFile, error) {
 	}
 	return []modelFile{
 		{schemas.ModelFileONNX, model},
-		{schemas.ModelFileItems, items.Bytes()},
+		{schemas.ModelFileItems, items},
 		{schemas.ModelFileMetadata, append(metaJSON, '\n')},
 	}, nil
 }

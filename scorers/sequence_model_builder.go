@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"strings"
 	"time"
 
 	"github.com/recstream/recstream/schemas"
@@ -180,50 +178,11 @@ func WriteSequenceModelDir(dir string, spec SequenceModelSpec) error {
 
 func buildSequenceFiles(spec SequenceModelSpec) ([]modelFile, error) {
 	n := len(spec.Items)
-	if n == 0 {
-		return nil, errors.New("items: none given")
+	dim, items, emb, err := itemTable(spec.Items, spec.Embeddings, spec.Counts, nil)
+	if err != nil {
+		return nil, err
 	}
-	if len(spec.Embeddings) != n {
-		return nil, fmt.Errorf("embeddings: %d rows for %d items", len(spec.Embeddings), n)
-	}
-	if spec.Counts != nil && len(spec.Counts) != n {
-		return nil, fmt.Errorf("counts: %d values for %d items", len(spec.Counts), n)
-	}
-	dim := len(spec.Embeddings[0])
-	if dim == 0 {
-		return nil, errors.New("embeddings: rows are empty")
-	}
-	var items strings.Builder
-	seen := make(map[string]struct{}, n)
-	emb := make([]float32, (n+1)*dim)
-	for i, id := range spec.Items {
-		if id == "" || strings.ContainsAny(id, "\r\n") {
-			return nil, fmt.Errorf("items: id %d (%q) is empty or holds a line break", i, id)
-		}
-		if _, dup := seen[id]; dup {
-			return nil, fmt.Errorf("items: id %q appears twice", id)
-		}
-		seen[id] = struct{}{}
-		items.WriteString(id)
-		items.WriteByte('\n')
-		row := spec.Embeddings[i]
-		if len(row) != dim {
-			return nil, fmt.Errorf("embeddings: row %d has %d values, want %d", i, len(row), dim)
-		}
-		for j, v := range row {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("embeddings: row %d holds %g", i, v)
-			}
-			emb[(i+1)*dim+j] = v
-		}
-	}
-	pw := spec.PriorWeight
-	switch {
-	case pw == 0:
-		pw = DefaultPriorWeight
-	case pw < 0:
-		pw = 0
-	}
+	pw := priorWeightOrDefault(spec.PriorWeight)
 	topK := cmpOr(spec.TopK, DefaultTopK)
 	model, err := BuildSequenceModel(&SequenceGraph{
 		Dim: dim, History: spec.History, TopK: topK,
@@ -257,7 +216,7 @@ func buildSequenceFiles(spec SequenceModelSpec) ([]modelFile, error) {
 	}
 	return []modelFile{
 		{schemas.ModelFileONNX, model},
-		{schemas.ModelFileItems, []byte(items.String())},
+		{schemas.ModelFileItems, items},
 		{schemas.ModelFileMetadata, append(meta, '\n')},
 	}, nil
 }

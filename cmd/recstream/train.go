@@ -259,18 +259,9 @@ func trainModel(ctx context.Context, history []scorers.Interaction, tcfg scorers
 // trainDemoModel trains the default method on the first n valid events of
 // gen, the history of the same synthetic world the live stream continues.
 func trainDemoModel(ctx context.Context, gen *generator.Generator, n int, dir string, w io.Writer) (string, error) {
-	dec := schemas.NewEventDecoder(schemas.EventLimits{}.WithDefaults())
-	history := make([]scorers.Interaction, 0, n)
-	var ev schemas.Event
-	for len(history) < n {
-		r := gen.Next()
-		if r.Kind != generator.KindValid {
-			continue
-		}
-		if derr := dec.Decode(r.Key, r.Value, r.Time, &ev); derr != nil {
-			return "", fmt.Errorf("generator wrote an invalid event: %v", derr)
-		}
-		history = append(history, scorers.Interaction{User: string(ev.UserID), Item: string(ev.ItemID), Type: ev.Type, TsMs: ev.TsMs})
+	history, err := generator.TrainingHistory(gen, n)
+	if err != nil {
+		return "", err
 	}
 	cfg := scorers.TrainConfig{}
 	cfg.Item2Vec.Seed, cfg.BPR.Seed, cfg.ALS.Seed = 1, 1, 1
