@@ -175,8 +175,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	})
 	defer stopWatch()
 
+	// reading ends with a soft stop, or at once when the loop gives up, so
+	// that the scoring goroutine is never left waiting for input.
+	reading, stopReading := context.WithCancel(ctx)
+	defer stopReading()
 	scored := make(chan scoredBatch, 1)
-	go p.scoreLoop(ctx, work, scored)
+	go p.scoreLoop(reading, work, scored)
 
 	for sb := range scored {
 		if sb.err != nil {
@@ -187,6 +191,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		sb.release()
 		if err != nil {
 			abandon()
+			stopReading()
 			// Let the scoring goroutine see the cancellation and exit.
 			for rest := range scored {
 				rest.release()
@@ -233,7 +238,8 @@ func (sb scoredBatch) release() {
 }
 
 // scoreLoop takes batches from the source and scores them in order, until
-// the source stops (soft stop: ctx) or work is abandoned. It closes out.
+// reading stops (a soft stop, or the loop giving up) or work is abandoned.
+// It closes out.
 func (p *Pipeline) scoreLoop(ctx, work context.Context, out chan<- scoredBatch) {
 	defer close(out)
 	positions := map[int32]int64{}
