@@ -31,6 +31,16 @@ func loadMovieLensData(ctx context.Context, r io.Reader, ds *Dataset, minRating 
 // movieId, rating and timestamp (Unix seconds), in any order.
 func loadMovieLensCSV(ctx context.Context, r io.Reader, ds *Dataset, minRating float64) error {
 	view, _ := ds.TypeCode("view")
+	return eachHeaderedCSVRow(ctx, r, ds, [4]string{"userId", "movieId", "rating", "timestamp"}, func(fields []string, cols [4]int) {
+		addRating(ds, fields[cols[0]], fields[cols[1]], fields[cols[2]], fields[cols[3]], minRating, view)
+	})
+}
+
+// eachHeaderedCSVRow reads a comma-separated file whose first line names
+// its columns, finds the four named columns in any order, and calls fn for
+// every data row with their positions; short rows are counted skipped,
+// blank lines ignored.
+func eachHeaderedCSVRow(ctx context.Context, r io.Reader, ds *Dataset, names [4]string, fn func(fields []string, cols [4]int)) error {
 	var cols [4]int
 	var headerErr error
 	err := eachLine(ctx, r, func(line []byte, n int) {
@@ -39,7 +49,7 @@ func loadMovieLensCSV(ctx context.Context, r io.Reader, ds *Dataset, minRating f
 		}
 		fields := strings.Split(strings.TrimRight(string(line), "\r"), ",")
 		if n == 1 {
-			cols, headerErr = findColumns(fields, "userId", "movieId", "rating", "timestamp")
+			cols, headerErr = findColumns(fields, names[:]...)
 			return
 		}
 		if len(fields) == 1 && fields[0] == "" {
@@ -49,7 +59,7 @@ func loadMovieLensCSV(ctx context.Context, r io.Reader, ds *Dataset, minRating f
 			ds.Skipped++
 			return
 		}
-		addRating(ds, fields[cols[0]], fields[cols[1]], fields[cols[2]], fields[cols[3]], minRating, view)
+		fn(fields, cols)
 	})
 	if headerErr != nil {
 		return headerErr
