@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,18 +8,6 @@ import (
 
 	"github.com/recstream/recstream/internal/config"
 )
-
-// execCLI runs the command line with args and returns what it printed.
-func execCLI(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	root := newRootCommand()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	return out.String(), err
-}
 
 // TestConfigCheckMasksSecrets gives every kind of secret by every route
 // (the YAML file, the environment, a *_file) and checks `config check`
@@ -57,7 +43,7 @@ clickhouse:
 		t.Fatal(err)
 	}
 	t.Setenv("RECSTREAM_KAFKA_SASL_PASSWORD", saslPassword)
-	out, err := execCLI(t, "config", "check", cfgFile)
+	out, err := runCLI(t, "config", "check", cfgFile)
 	if err != nil {
 		t.Fatalf("config check: %v\n%s", err, out)
 	}
@@ -77,7 +63,7 @@ clickhouse:
 
 	// An error names the field, never the value.
 	t.Setenv("RECSTREAM_CLICKHOUSE_PASSWORD_FILE", keyFile)
-	out, err = execCLI(t, "config", "check", cfgFile)
+	out, err = runCLI(t, "config", "check", cfgFile)
 	if err == nil || !strings.Contains(err.Error(), "clickhouse.password_file") {
 		t.Fatalf("both password and password_file: err %v", err)
 	}
@@ -87,7 +73,7 @@ clickhouse:
 }
 
 func TestConfigEnvMarksSecrets(t *testing.T) {
-	out, err := execCLI(t, "config", "env")
+	out, err := runCLI(t, "config", "env")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,18 +9,6 @@ import (
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
 )
-
-// runCLI runs the recstream command line with args and returns its output.
-func runCLI(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	root := newRootCommand()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	return out.String(), err
-}
 
 func TestModelsCommand(t *testing.T) {
 	dir := t.TempDir()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -17,20 +15,6 @@ import (
 	"github.com/recstream/recstream/internal/generator"
 	"github.com/recstream/recstream/schemas"
 )
-
-// runRecstream runs the root command with args and returns its standard output.
-func runRecstream(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	root := newRootCommand()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
-	return out.String(), err
-}
 
 func writeHistory(t *testing.T, n int) string {
 	t.Helper()
@@ -47,7 +31,7 @@ func writeHistory(t *testing.T, n int) string {
 func TestEvalCommand(t *testing.T) {
 	history := writeHistory(t, 12000)
 	dir := t.TempDir()
-	out, err := runRecstream(t, "eval", "--input", history, "--method", "all", "--decay-half-life", "1m",
+	out, err := runCLI(t, "eval", "--input", history, "--method", "all", "--decay-half-life", "1m",
 		"--json", filepath.Join(dir, "r.json"), "--plot", filepath.Join(dir, "bars.png"), "--plot-time", filepath.Join(dir, "time.png"))
 	if err != nil {
 		t.Fatalf("eval: %v\n%s", err, out)
@@ -132,7 +116,7 @@ func readMeta(t *testing.T, dir string) trainingMeta {
 func TestTrainCommand(t *testing.T) {
 	history := writeHistory(t, 10000)
 	dir := filepath.Join(t.TempDir(), "models")
-	out, err := runRecstream(t, "train", "--input", history, "--out", filepath.Join(dir, "bpr"), "--method", "bpr", "--epochs", "10")
+	out, err := runCLI(t, "train", "--input", history, "--out", filepath.Join(dir, "bpr"), "--method", "bpr", "--epochs", "10")
 	if err != nil {
 		t.Fatalf("train: %v\n%s", err, out)
 	}
@@ -148,7 +132,7 @@ func TestTrainCommand(t *testing.T) {
 	}
 
 	// Without refit the model written is the evaluated one.
-	if out, err := runRecstream(t, "train", "--input", history, "--out", filepath.Join(dir, "als"), "--refit=false"); err != nil {
+	if out, err := runCLI(t, "train", "--input", history, "--out", filepath.Join(dir, "als"), "--refit=false"); err != nil {
 		t.Fatalf("train: %v\n%s", err, out)
 	}
 	m = readMeta(t, filepath.Join(dir, "als"))
@@ -176,7 +160,7 @@ func TestTrainCommand(t *testing.T) {
 	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	out, err = runRecstream(t, "train", "--brokers", strings.Join(c.ListenAddrs(), ","), "--topic", "events",
+	out, err = runCLI(t, "train", "--brokers", strings.Join(c.ListenAddrs(), ","), "--topic", "events",
 		"--from-offset", "0", "--to-offset", "3000", "--out", filepath.Join(dir, "kafka"), "--method", "item2vec", "--holdout", "0")
 	if err != nil {
 		t.Fatalf("train from kafka: %v\n%s", err, out)
@@ -200,13 +184,13 @@ func TestTrainAndEvalUsageErrors(t *testing.T) {
 		{"eval", "--input", history, "--map", "user=a,item=b,ts=c"},
 		{"eval", "--brokers", "127.0.0.1:1", "--from-time", "yesterday"},
 	} {
-		_, err := runRecstream(t, args...)
+		_, err := runCLI(t, args...)
 		var ue usageError
 		if !errors.As(err, &ue) {
 			t.Errorf("%v: %v, want a usage error", args, err)
 		}
 	}
-	if _, err := runRecstream(t, "eval", "--input", filepath.Join(t.TempDir(), "none.jsonl")); err == nil {
+	if _, err := runCLI(t, "eval", "--input", filepath.Join(t.TempDir(), "none.jsonl")); err == nil {
 		t.Error("a missing input file did not fail")
 	}
 }
