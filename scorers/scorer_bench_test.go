@@ -43,33 +43,7 @@ func BenchmarkScore(b *testing.B) {
 				b.Fatalf("new scorer (run make setup): %v", err)
 			}
 			defer s.Close()
-			r := rand.New(rand.NewPCG(1, 2))
-			evs := make([]testEvent, users)
-			offset := int64(0)
-			next := func() *schemas.EventBatch {
-				for i := range evs {
-					// Distinct users within a batch; 20*B users in all, so
-					// the store is warm after 20 batches.
-					evs[i] = testEvent{user: fmt.Sprintf("user-%06d", offset%int64(20*users)), item: fmt.Sprintf("i%04d", r.IntN(benchItems)),
-						typ: uint8(r.IntN(4)), ts: 1_700_000_000_000 + offset*1000, offset: offset}
-					offset++
-				}
-				return makeBatch(b, evs)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				b.StopTimer()
-				batch := next()
-				b.StartTimer()
-				out, err := s.Score(context.Background(), batch)
-				if err != nil {
-					b.Fatal(err)
-				}
-				out.Release()
-				batch.Release()
-			}
-			reportRefreshes(b, users)
+			benchScore(b, s, users)
 		})
 	}
 }
