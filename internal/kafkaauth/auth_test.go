@@ -58,7 +58,10 @@ func useAll(t *testing.T, a *Auth, brokers []string) {
 	}
 	conn.Close()
 
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: testTopic, Transport: a.Transport(0), BatchTimeout: time.Millisecond}
+	// RequireAll: kafka-go's zero value is RequireNone, which returns before
+	// the broker has appended the record and makes the read below racy.
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: testTopic, Transport: a.Transport(0),
+		BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
 	if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("k"), Value: []byte("v")}); err != nil {
 		t.Fatalf("write through the transport: %v", err)
 	}
