@@ -298,24 +298,27 @@ func TestMaskedScoreMatchesContract(t *testing.T) {
 }
 
 // BenchmarkScoreDevice measures Score end to end on CPU and on the GPU
-// (10,000 items, D=64, top-20, one event per user), in refreshes/s. The
-// GPU cases skip, saying so, on a machine without the GPU libraries.
+// (10,000 and 100,000 items, D=64, top-20, one event per user), in
+// refreshes/s. The GPU cases skip, saying so, on a machine without the GPU
+// libraries.
 func BenchmarkScoreDevice(b *testing.B) {
-	dir := writeTestModel(b, testSpec(benchItems, benchDim, 1))
 	gpuErr := gpuAvailable()
-	for _, device := range []string{DeviceCPU, DeviceCUDA} {
-		for _, users := range []int{256, 1024, 4096} {
-			b.Run(fmt.Sprintf("device=%s/B=%d", device, users), func(b *testing.B) {
-				if device == DeviceCUDA && errors.Is(gpuErr, cuda.ErrLibraryNotFound) {
-					b.Skipf("no GPU library on this machine: %v", gpuErr)
-				}
-				s, err := NewScorer(Config{ModelDir: dir, Device: device}, nil)
-				if err != nil {
-					b.Fatalf("new scorer: %v", err)
-				}
-				defer s.Close()
-				benchScore(b, s, users)
-			})
+	for _, items := range []int{benchItems, 10 * benchItems} {
+		dir := writeTestModel(b, testSpec(items, benchDim, 1))
+		for _, device := range []string{DeviceCPU, DeviceCUDA} {
+			for _, users := range []int{256, 1024, 4096} {
+				b.Run(fmt.Sprintf("items=%d/device=%s/B=%d", items, device, users), func(b *testing.B) {
+					if device == DeviceCUDA && errors.Is(gpuErr, cuda.ErrLibraryNotFound) {
+						b.Skipf("no GPU library on this machine: %v", gpuErr)
+					}
+					s, err := NewScorer(Config{ModelDir: dir, Device: device}, nil)
+					if err != nil {
+						b.Fatalf("new scorer: %v", err)
+					}
+					defer s.Close()
+					benchScore(b, s, users)
+				})
+			}
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/scorers/cuda"
 )
 
 // Type codes of schemas.DefaultEventTypes.
@@ -285,8 +286,26 @@ func TestScorerUnknownItemAdvancesVersionOnly(t *testing.T) {
 // TestScorerDeterminism feeds the same events to scorers that split them
 // differently (one batch; many batches of varied sizes; runs of 1 or 7
 // users; one ONNX thread; a model unrolled over 3 steps instead of 8) and
-// requires byte-identical final states and records.
+// requires byte-identical final states and records, on CPU and, where a
+// GPU is, on the GPU (the two devices' scores may differ in their last
+// bits, so each is compared with itself: TestScorerGPUMatchesCPU compares
+// them with each other).
 func TestScorerDeterminism(t *testing.T) {
+	for _, device := range []string{DeviceCPU, DeviceCUDA} {
+		t.Run(device, func(t *testing.T) {
+			if device == DeviceCUDA {
+				if err := gpuAvailable(); errors.Is(err, cuda.ErrLibraryNotFound) {
+					t.Skipf("no GPU library on this machine, determinism on the GPU not checked: %v", err)
+				} else if err != nil {
+					t.Fatalf("GPU libraries present but unusable: %v", err)
+				}
+			}
+			checkDeterminism(t, device)
+		})
+	}
+}
+
+func checkDeterminism(t *testing.T, device string) {
 	const n, d = 2000, 32
 	spec := testSpec(n, d, 8)
 	dir8 := writeTestModel(t, spec)
@@ -351,8 +370,14 @@ func TestScorerDeterminism(t *testing.T) {
 	}
 	results := make([]result, len(variants))
 	for vi, v := range variants {
+		v.cfg.Device = device
 		s := newTestScorer(t, v.cfg)
-		if v.cfg.ModelDir == dirB && (!s.eng.Load().fixedBatch || s.eng.Load().batch != 4) {
+		if s.Device() != device {
+			t.Fatalf("%s: scored on %s, want %s", v.name, s.Device(), device)
+		}
+		// Padding runs to the graph's fixed B is ONNX Runtime's concern; the
+		// GPU path updates states in Go and has no fixed B.
+		if device == DeviceCPU && v.cfg.ModelDir == dirB && (!s.eng.Load().fixedBatch || s.eng.Load().batch != 4) {
 			t.Fatalf("fixed-B model: fixed=%v users per run %d, want runs padded to 4", s.eng.Load().fixedBatch, s.eng.Load().batch)
 		}
 		res := result{states: map[string]UserState{}, last: map[string]schemas.Recommendation{}}

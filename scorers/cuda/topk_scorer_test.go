@@ -261,32 +261,34 @@ func TestTopKScorerMatchesReference(t *testing.T) {
 }
 
 // BenchmarkTopKScorer measures GPU refreshes per second (score matrix,
-// mask, top-20, both copies) for 10,000 items and D=64.
+// mask, top-20, both copies) for 10,000 and 100,000 items and D=64.
 func BenchmarkTopKScorer(b *testing.B) {
 	d := openOrSkip(b)
 	r := rand.New(rand.NewPCG(3, 4))
-	const n1, dim, k, m = 10_001, 64, 20, 32
-	items, prior := randomTable(r, n1, dim)
-	for _, rows := range []int{256, 1024, 4096} {
-		b.Run(fmt.Sprintf("B=%d", rows), func(b *testing.B) {
-			ts, err := d.NewTopKScorer(TopKConfig{Items: items, Prior: prior, Dim: dim, K: k, MaxRows: rows, MaxExclude: m})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ts.Close()
-			states := make([]float32, rows*dim)
-			for i := range states {
-				states[i] = float32(r.NormFloat64())
-			}
-			exclude := make([]int32, rows*m)
-			outS, outI := make([]float32, rows*k), make([]int32, rows*k)
-			b.ResetTimer()
-			for range b.N {
-				if err := ts.Score(states, exclude, rows, outS, outI); err != nil {
+	const dim, k, m = 64, 20, 32
+	for _, n1 := range []int{10_001, 100_001} {
+		items, prior := randomTable(r, n1, dim)
+		for _, rows := range []int{256, 1024, 4096} {
+			b.Run(fmt.Sprintf("items=%d/B=%d", n1-1, rows), func(b *testing.B) {
+				ts, err := d.NewTopKScorer(TopKConfig{Items: items, Prior: prior, Dim: dim, K: k, MaxRows: rows, MaxExclude: m})
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "refreshes/s")
-		})
+				defer ts.Close()
+				states := make([]float32, rows*dim)
+				for i := range states {
+					states[i] = float32(r.NormFloat64())
+				}
+				exclude := make([]int32, rows*m)
+				outS, outI := make([]float32, rows*k), make([]int32, rows*k)
+				b.ResetTimer()
+				for range b.N {
+					if err := ts.Score(states, exclude, rows, outS, outI); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "refreshes/s")
+			})
+		}
 	}
 }
