@@ -361,3 +361,37 @@ func benchScoreWith(b *testing.B, s *Scorer, users int, pause func()) {
 	}
 	reportRefreshes(b, users)
 }
+
+// instantRanker answers every row with items 1..K at falling scores and
+// costs nothing, so that a benchmark through it measures the GPU path's
+// host side alone: grouping, the state update in Go, exclusions, records.
+type instantRanker struct{ k int }
+
+func (r instantRanker) Score(_ []float32, _ []int32, rows int, topS []float32, topI []int32) error {
+	for u := range rows {
+		for j := range r.k {
+			topS[u*r.k+j], topI[u*r.k+j] = float32(r.k-j), int32(j+1)
+		}
+	}
+	return nil
+}
+
+func (instantRanker) Close() error { return nil }
+
+// BenchmarkScoreHostSide is BenchmarkScoreDevice's GPU case with a ranker
+// that takes no time: the refreshes/s the host can feed a GPU at most.
+func BenchmarkScoreHostSide(b *testing.B) {
+	dir := writeTestModel(b, testSpec(benchItems, benchDim, 1))
+	for _, users := range []int{256, 1024, 4096} {
+		b.Run(fmt.Sprintf("B=%d", users), func(b *testing.B) {
+			s, err := NewScorer(Config{ModelDir: dir, rankerForTest: func(c cuda.TopKConfig) (topKRanker, error) {
+				return instantRanker{k: c.K}, nil
+			}}, nil)
+			if err != nil {
+				b.Fatalf("new scorer: %v", err)
+			}
+			defer s.Close()
+			benchScore(b, s, users)
+		})
+	}
+}

@@ -55,9 +55,9 @@ run() {
 		exit 1
 	fi
 
-	echo "== benchmarks: GPU top-K alone, then Score end to end on CPU and GPU (refreshes/s)"
+	echo "== benchmarks: GPU top-K alone, Score end to end on CPU and GPU, and the GPU path's host side alone (refreshes/s)"
 	(cd scorers/cuda && ../../bin/cuda.test -test.run '^$' -test.bench 'BenchmarkTopKScorer' -test.benchtime "$BENCHTIME")
-	(cd scorers && ../bin/scorers.test -test.run '^$' -test.bench 'BenchmarkScoreDevice' -test.benchtime "$BENCHTIME" -test.benchmem)
+	(cd scorers && ../bin/scorers.test -test.run '^$' -test.bench 'BenchmarkScoreDevice|BenchmarkScoreHostSide' -test.benchtime "$BENCHTIME" -test.benchmem)
 }
 
 case ${1:-all} in

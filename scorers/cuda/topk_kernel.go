@@ -19,9 +19,13 @@ const topKKernelName = "recstream_mask_topk"
 // and writes the k best scores and their indices, best first, ties going
 // to the lower index (as ONNX TopK). K and the block size are compile-time
 // constants (the kernel is compiled for each model), so each thread keeps
-// its own sorted top K in registers while it scans its stride of the row,
-// and the block then merges the threads' lists K times by a tree
-// reduction: one pass over the row whatever K.
+// its own sorted top K while it scans its stride of the row, skipping what
+// its warp already knows cannot qualify. The lists are
+// then merged without block-wide barriers: each warp merges its 32 lists K
+// times by a shuffle (butterfly) arg-max into shared memory, and the first
+// warp merges the warps' lists the same way. Items are unique across the
+// lists, so the lane whose head won is the one whose head equals the
+// result, and the order (score descending, index ascending) is total.
 //
 // The exclusions are marked first by writing -inf over the dot products
 // (the score buffer is scratch), which a real dot product never is.
@@ -29,9 +33,25 @@ func topKKernelSource(k, threads int) string {
 	return fmt.Sprintf(`
 #define K %d
 #define THREADS %d
+#define NWARPS (THREADS / 32)
 #define MASKED (%s)
 #define NEG_INF (__int_as_float(0xff800000))
 #define NO_ITEM 0x7fffffff
+#define FULL 0xffffffffu
+
+// warp_best leaves in every lane the best (score, item) of the warp's
+// candidates: higher score first, lower item on ties.
+__device__ __forceinline__ void warp_best(float* v, int* i)
+{
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(FULL, *v, o);
+        int oi = __shfl_xor_sync(FULL, *i, o);
+        if (ov > *v || (ov == *v && oi < *i)) {
+            *v = ov;
+            *i = oi;
+        }
+    }
+}
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 %s(float* scores, const float* __restrict__ prior, int n,
@@ -40,6 +60,8 @@ extern "C" __global__ void __launch_bounds__(THREADS)
 {
     const int row = blockIdx.x;
     const int tid = threadIdx.x;
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
     float* s = scores + (size_t)row * n;
     const int* ex = exclude + (size_t)row * m;
 
@@ -49,51 +71,75 @@ extern "C" __global__ void __launch_bounds__(THREADS)
     }
     __syncthreads();
 
+    // The list is indexed at run time, so it lives in local memory; its
+    // last score is kept in a register. bound is the best of the warp's
+    // full lists' last scores: that lane holds K items at least as good,
+    // so anything strictly below it cannot make the row's top K. Sharing
+    // it makes insertions (slow, and divergent) rare after the first
+    // rounds. The loop runs the same rounds in every lane, so that all
+    // of them reach the shuffles.
     float ls[K];
     int li[K];
     int cnt = 0;
-    for (int i = tid; i < n; i += THREADS) {
-        float v = s[i];
-        v = (i == 0 || v == NEG_INF) ? MASKED : v + prior[i];
-        if (cnt == K && !(v > ls[K - 1])) continue;
-        int p = cnt < K ? cnt : K - 1;
-        while (p > 0 && ls[p - 1] < v) {
-            ls[p] = ls[p - 1];
-            li[p] = li[p - 1];
-            p--;
+    float last = NEG_INF;
+    float bound = NEG_INF;
+    for (int base = 0, round = 0; base < n; base += THREADS, round++) {
+        const int i = base + tid;
+        if (i < n) {
+            float v = s[i];
+            v = (i == 0 || v == NEG_INF) ? MASKED : v + prior[i];
+            if (!(cnt == K && !(v > last)) && !(v < bound)) {
+                int p = cnt < K ? cnt : K - 1;
+                while (p > 0 && ls[p - 1] < v) {
+                    ls[p] = ls[p - 1];
+                    li[p] = li[p - 1];
+                    p--;
+                }
+                ls[p] = v;
+                li[p] = i;
+                if (cnt < K) cnt++;
+                if (cnt == K) last = ls[K - 1];
+            }
         }
-        ls[p] = v;
-        li[p] = i;
-        if (cnt < K) cnt++;
+        if ((round & 3) == 3) {
+            float b = cnt == K ? last : NEG_INF;
+            for (int o = 16; o > 0; o >>= 1) b = fmaxf(b, __shfl_xor_sync(FULL, b, o));
+            bound = b;
+        }
     }
 
-    __shared__ float hs[THREADS];
-    __shared__ int hi[THREADS];
-    __shared__ int ht[THREADS];
+    // Each warp: its lanes' lists into one list of K, padded with
+    // (NEG_INF, NO_ITEM) where the row has fewer items.
+    __shared__ float ws[NWARPS * K];
+    __shared__ int wi[NWARPS * K];
     int ptr = 0;
     for (int r = 0; r < K; r++) {
-        hs[tid] = ptr < cnt ? ls[ptr] : NEG_INF;
-        hi[tid] = ptr < cnt ? li[ptr] : NO_ITEM;
-        ht[tid] = tid;
-        __syncthreads();
-        for (int stride = THREADS / 2; stride > 0; stride >>= 1) {
-            if (tid < stride) {
-                float a = hs[tid], b = hs[tid + stride];
-                int ia = hi[tid], ib = hi[tid + stride];
-                if (b > a || (b == a && ib < ia)) {
-                    hs[tid] = b;
-                    hi[tid] = ib;
-                    ht[tid] = ht[tid + stride];
-                }
-            }
-            __syncthreads();
+        float v = ptr < cnt ? ls[ptr] : NEG_INF;
+        int i = ptr < cnt ? li[ptr] : NO_ITEM;
+        int mine = i;
+        warp_best(&v, &i);
+        if (ptr < cnt && mine == i) ptr++;
+        if (lane == 0) {
+            ws[warp * K + r] = v;
+            wi[warp * K + r] = i;
         }
-        if (tid == 0) {
-            out_scores[(size_t)row * K + r] = hs[0];
-            out_items[(size_t)row * K + r] = hi[0];
+    }
+    __syncthreads();
+
+    // The first warp: lane w walks warp w's list.
+    if (warp != 0) return;
+    int q = 0;
+    for (int r = 0; r < K; r++) {
+        bool has = lane < NWARPS && q < K;
+        float v = has ? ws[lane * K + q] : NEG_INF;
+        int i = has ? wi[lane * K + q] : NO_ITEM;
+        int mine = i;
+        warp_best(&v, &i);
+        if (has && i != NO_ITEM && mine == i) q++;
+        if (lane == 0) {
+            out_scores[(size_t)row * K + r] = v;
+            out_items[(size_t)row * K + r] = i;
         }
-        if (tid == ht[0]) ptr++;
-        __syncthreads();
     }
 }
 `, k, threads, cFloat(MaskedScore), topKKernelName)
@@ -104,10 +150,11 @@ func cFloat(f float32) string {
 	return fmt.Sprintf("__int_as_float(0x%08x)", math.Float32bits(f))
 }
 
-// kernelThreads is the block size for rows of n scores: a power of two,
-// larger for long rows.
-func kernelThreads(n int) int {
-	if n >= 8192 {
+// kernelThreads is the block size for rows of n scores and lists of k: a
+// power of two, larger for long rows, and small enough that the warps'
+// lists (8 bytes an entry) stay within 32 KiB of shared memory.
+func kernelThreads(n, k int) int {
+	if n >= 8192 && k <= 512 {
 		return 256
 	}
 	return 128

@@ -6,6 +6,11 @@ import (
 	"unsafe"
 )
 
+// gemmRows is the number of users in every matrix product: small enough
+// that a batch of a few users costs little, large enough that a big batch
+// takes few launches.
+const gemmRows = 256
+
 // TopKConfig describes the item table a TopKScorer ranks against.
 type TopKConfig struct {
 	// Items is the [N+1, Dim] item embedding table, row-major; row 0 is
@@ -20,7 +25,8 @@ type TopKConfig struct {
 	// 1024. Required.
 	K int
 	// MaxRows is the most users one Score call takes: it sizes the score
-	// matrix (MaxRows x (N+1) float32) on the GPU. Required.
+	// matrix (MaxRows, rounded up to a multiple of 256, x (N+1) float32)
+	// on the GPU. Required.
 	MaxRows int
 	// MaxExclude is the width of each user's exclude list; 0 means none.
 	MaxExclude int
@@ -31,17 +37,18 @@ type TopKConfig struct {
 // user's excluded items masked to MaskedScore, top K by a kernel compiled
 // with NVRTC. The item table is uploaded once, by NewTopKScorer.
 //
-// A user's results do not depend on the other users of a call nor on their
-// number (every call multiplies a full MaxRows block), so they are
-// reproducible bit for bit on the same GPU model and cuBLAS version. They
-// differ from a CPU's in the last bits of the scores: the sums run in
-// another order.
+// A user's results depend neither on the other users of a call nor on
+// their number nor on MaxRows (every product is of blocks of gemmRows
+// users), so they are reproducible bit for bit on the same GPU model and
+// cuBLAS version whatever the batching. They differ from a CPU's in the
+// last bits of the scores: the sums run in another order.
 //
 // A TopKScorer is safe for use by one goroutine at a time.
 type TopKScorer struct {
 	d          *Device
 	n1, dim, k int
 	maxRows    int
+	allocRows  int // maxRows rounded up to whole gemmRows blocks
 	maxExclude int
 	threads    int
 	arch       string
@@ -82,7 +89,7 @@ func (d *Device) NewTopKScorer(cfg TopKConfig) (*TopKScorer, error) {
 	if cfg.Prior != nil && len(cfg.Prior) != n1 {
 		return nil, fmt.Errorf("new top-k scorer: prior has %d values, want %d", len(cfg.Prior), n1)
 	}
-	t := &TopKScorer{d: d, n1: n1, dim: cfg.Dim, k: cfg.K, maxRows: cfg.MaxRows, maxExclude: cfg.MaxExclude, threads: kernelThreads(n1)}
+	t := &TopKScorer{d: d, n1: n1, dim: cfg.Dim, k: cfg.K, maxRows: cfg.MaxRows, maxExclude: cfg.MaxExclude, threads: kernelThreads(n1, cfg.K)}
 	err := d.do(func() error { return t.init(cfg) })
 	if err != nil {
 		_ = t.Close() // frees whatever init got to allocate
@@ -117,7 +124,8 @@ func (t *TopKScorer) init(cfg TopKConfig) error {
 		return err
 	}
 
-	rows, m := t.maxRows, t.maxExclude
+	t.allocRows = (t.maxRows + gemmRows - 1) / gemmRows * gemmRows
+	rows, m := t.allocRows, t.maxExclude
 	for _, a := range []struct {
 		p    *uint64
 		size int
@@ -139,7 +147,7 @@ func (t *TopKScorer) init(cfg TopKConfig) error {
 	if prior == nil {
 		prior = make([]float32, t.n1)
 	}
-	zeros := make([]float32, rows*t.dim) // the padding rows of the first calls
+	zeros := make([]float32, rows*t.dim) // the padding rows of the first blocks
 	if err := errors.Join(
 		d.drv.check(d.drv.cuMemcpyHtoD(t.dItems, unsafe.Pointer(&cfg.Items[0]), uintptr(4*len(cfg.Items))), "upload the item table"),
 		d.drv.check(d.drv.cuMemcpyHtoD(t.dPrior, unsafe.Pointer(&prior[0]), uintptr(4*t.n1)), "upload the prior"),
@@ -148,7 +156,7 @@ func (t *TopKScorer) init(cfg TopKConfig) error {
 		return err
 	}
 
-	nStates, nExclude, nOut := rows*t.dim, rows*m, rows*t.k
+	nStates, nExclude, nOut := t.maxRows*t.dim, t.maxRows*m, t.maxRows*t.k
 	hostBytes := 4 * (nStates + nExclude + 2*nOut)
 	if err := d.drv.check(d.drv.cuMemAllocHost(&t.host, uintptr(hostBytes)), fmt.Sprintf("cuMemAllocHost %d bytes", hostBytes)); err != nil {
 		return err
@@ -214,15 +222,18 @@ func (t *TopKScorer) Score(states []float32, exclude []int32, rows int, topScore
 		}
 		// Row-major scores[rows, N+1] is column-major scoresᵀ[N+1, rows] =
 		// items[N+1, D] · statesᵀ[D, rows]; the row-major item table is the
-		// column-major D x (N+1) matrix, hence OP_T on it. The product is
-		// always of MaxRows users (the rows past rows hold stale vectors
-		// whose scores nobody reads): cuBLAS picks its kernel, and with it
-		// the order of the sums, by the matrix sizes, so a fixed size keeps
-		// a user's scores independent of how many others share the call.
-		if err := checkBLAS(d.blas.sgemm(t.handle, cublasOpT, cublasOpN, int32(t.n1), int32(t.maxRows), int32(t.dim),
-			t.alphaBeta, t.dItems, int32(t.dim), t.dStates, int32(t.dim),
-			unsafe.Add(t.alphaBeta, 4), t.dScores, int32(t.n1)), "cublasSgemm"); err != nil {
-			return err
+		// column-major D x (N+1) matrix, hence OP_T on it. Each product is
+		// of one block of gemmRows users (the rows past rows hold stale
+		// vectors whose scores nobody reads): cuBLAS picks its kernel, and
+		// with it the order of the sums, by the matrix sizes, so one fixed
+		// size keeps a user's scores independent of how many others share
+		// the call and of MaxRows.
+		for b := 0; b < rows; b += gemmRows {
+			if err := checkBLAS(d.blas.sgemm(t.handle, cublasOpT, cublasOpN, int32(t.n1), gemmRows, int32(t.dim),
+				t.alphaBeta, t.dItems, int32(t.dim), t.dStates+uint64(4*b*t.dim), int32(t.dim),
+				unsafe.Add(t.alphaBeta, 4), t.dScores+uint64(4*b*t.n1), int32(t.n1)), "cublasSgemm"); err != nil {
+				return err
+			}
 		}
 		t.setParams(uint64(t.dScores), uint64(t.dPrior), uint64(t.n1), uint64(t.dExclude), uint64(t.maxExclude), uint64(t.dOutS), uint64(t.dOutI))
 		if err := d.drv.check(d.drv.cuLaunchKernel(t.kernel, uint32(rows), 1, 1, uint32(t.threads), 1, 1, 0, t.stream,

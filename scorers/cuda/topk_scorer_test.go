@@ -137,6 +137,8 @@ func TestKernelCompiles(t *testing.T) {
 		{20, 128, 9, 0}, // H100, H200
 		{1, 256, 9, 0},
 		{100, 256, 8, 0}, // A100
+		{512, 256, 9, 0}, // the largest lists at 256 threads (32 KiB shared)
+		{1024, 128, 9, 0},
 	} {
 		start := time.Now()
 		c, err := compile(&rtc, mem, topKKernelSource(tc.k, tc.threads), "recstream_topk.cu", tc.major, tc.minor)
@@ -212,14 +214,27 @@ func randomTable(r *rand.Rand, n1, dim int) ([]float32, []float32) {
 func TestTopKScorerMatchesReference(t *testing.T) {
 	d := openOrSkip(t)
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, tc := range []struct{ n1, dim, k, rows, m int }{
-		{2001, 32, 20, 37, 8},
-		{10001, 64, 20, 300, 32},
-		{30, 8, 30, 5, 4}, // K = N+1: masked entries come last
-		{5000, 16, 1, 3, 0},
+	for _, tc := range []struct {
+		n1, dim, k, rows, m int
+		distinct            int // distinct item rows (0: all): fewer make exact ties
+	}{
+		{2001, 32, 20, 37, 8, 0},
+		{10001, 64, 20, 300, 32, 0},
+		{30, 8, 30, 5, 4, 0}, // K = N+1: masked entries come last
+		{5000, 16, 1, 3, 0, 0},
+		{100001, 64, 100, 40, 16, 0}, // 256 threads, 8 warps' lists of 100
+		{20001, 16, 600, 3, 8, 0},    // K > 512: 128 threads
+		{3001, 8, 50, 20, 4, 7},      // ties everywhere: lower index first
 	} {
-		t.Run(fmt.Sprintf("N=%d/D=%d/K=%d/rows=%d/M=%d", tc.n1-1, tc.dim, tc.k, tc.rows, tc.m), func(t *testing.T) {
+		t.Run(fmt.Sprintf("N=%d/D=%d/K=%d/rows=%d/M=%d/distinct=%d", tc.n1-1, tc.dim, tc.k, tc.rows, tc.m, tc.distinct), func(t *testing.T) {
 			items, prior := randomTable(r, tc.n1, tc.dim)
+			if tc.distinct > 0 {
+				for i := 1; i < tc.n1; i++ {
+					src := 1 + (i-1)%tc.distinct
+					copy(items[i*tc.dim:(i+1)*tc.dim], items[src*tc.dim:(src+1)*tc.dim])
+					prior[i] = 0
+				}
+			}
 			ts, err := d.NewTopKScorer(TopKConfig{Items: items, Prior: prior, Dim: tc.dim, K: tc.k, MaxRows: tc.rows, MaxExclude: tc.m})
 			if err != nil {
 				t.Fatal(err)
@@ -241,6 +256,13 @@ func TestTopKScorerMatchesReference(t *testing.T) {
 					t.Fatal(err)
 				}
 				for u := range rows {
+					for j := 1; j < tc.k; j++ {
+						a, b := u*tc.k+j-1, u*tc.k+j
+						if gotS[b] > gotS[a] || (gotS[b] == gotS[a] && gotI[b] <= gotI[a]) {
+							t.Fatalf("user %d ranks %d,%d: (%g, %d) then (%g, %d): want scores falling, ties by rising index",
+								u, j-1, j, gotS[a], gotI[a], gotS[b], gotI[b])
+						}
+					}
 					wantS, wantI := referenceTopK(items, prior, states[u*tc.dim:(u+1)*tc.dim], exclude[u*tc.m:(u+1)*tc.m], tc.k)
 					for j := range tc.k {
 						g, w := gotS[u*tc.k+j], wantS[j]
@@ -257,6 +279,46 @@ func TestTopKScorerMatchesReference(t *testing.T) {
 				t.Fatal("Score of more rows than MaxRows was accepted")
 			}
 		})
+	}
+}
+
+// TestTopKScorerIndependentOfBatching scores the same users alone, in a
+// call of many, and through scorers of other MaxRows: the scores must be
+// the same bits (the replay guarantee rests on it), not merely close.
+func TestTopKScorerIndependentOfBatching(t *testing.T) {
+	d := openOrSkip(t)
+	r := rand.New(rand.NewPCG(9, 10))
+	const n1, dim, k, m, users = 10001, 64, 20, 8, 600
+	items, prior := randomTable(r, n1, dim)
+	states := make([]float32, users*dim)
+	for i := range states {
+		states[i] = float32(r.NormFloat64())
+	}
+	exclude := make([]int32, users*m)
+	run := func(maxRows, rows, first int) ([]float32, []int32) {
+		ts, err := d.NewTopKScorer(TopKConfig{Items: items, Prior: prior, Dim: dim, K: k, MaxRows: maxRows, MaxExclude: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ts.Close()
+		outS, outI := make([]float32, rows*k), make([]int32, rows*k)
+		if err := ts.Score(states[first*dim:], exclude[first*m:], rows, outS, outI); err != nil {
+			t.Fatal(err)
+		}
+		return outS, outI
+	}
+	wantS, wantI := run(users, users, 0)
+	for _, c := range []struct{ maxRows, rows, first int }{{1, 1, 0}, {1, 1, 599}, {7, 7, 300}, {4096, 257, 100}, {300, 300, 300}} {
+		gotS, gotI := run(c.maxRows, c.rows, c.first)
+		for u := range c.rows {
+			for j := range k {
+				g, w := u*k+j, (c.first+u)*k+j
+				if math.Float32bits(gotS[g]) != math.Float32bits(wantS[w]) || gotI[g] != wantI[w] {
+					t.Fatalf("MaxRows %d, %d users from %d: user %d rank %d is (%g, %d), (%g, %d) in one call of %d",
+						c.maxRows, c.rows, c.first, c.first+u, j, gotS[g], gotI[g], wantS[w], wantI[w], users)
+				}
+			}
+		}
 	}
 }
 
