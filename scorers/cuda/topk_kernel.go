@@ -72,12 +72,13 @@ extern "C" __global__ void __launch_bounds__(THREADS)
     __syncthreads();
 
     // The list is indexed at run time, so it lives in local memory; its
-    // last score is kept in a register. bound is the best of the warp's
-    // full lists' last scores: that lane holds K items at least as good,
-    // so anything strictly below it cannot make the row's top K. Sharing
-    // it makes insertions (slow, and divergent) rare after the first
-    // rounds. The loop runs the same rounds in every lane, so that all
-    // of them reach the shuffles.
+    // last score is kept in a register. bound is the K-th best score the
+    // warp's lists hold together: the warp has K items at least as good,
+    // so anything strictly below it cannot make the row's top K. It is
+    // worked out after rounds 7, 15, 31, ... (insertions thin out as the
+    // scan goes on) and makes insertions, slow and divergent, rare. The
+    // loop runs the same rounds in every lane, so that all of them reach
+    // the shuffles.
     float ls[K];
     int li[K];
     int cnt = 0;
@@ -101,10 +102,18 @@ extern "C" __global__ void __launch_bounds__(THREADS)
                 if (cnt == K) last = ls[K - 1];
             }
         }
-        if ((round & 3) == 3) {
-            float b = cnt == K ? last : NEG_INF;
-            for (int o = 16; o > 0; o >>= 1) b = fmaxf(b, __shfl_xor_sync(FULL, b, o));
-            bound = b;
+        if (round >= 7 && (round & (round + 1)) == 0) {
+            int p = 0;
+            float v = NEG_INF;
+            int it = NO_ITEM;
+            for (int r = 0; r < K; r++) {
+                v = p < cnt ? ls[p] : NEG_INF;
+                it = p < cnt ? li[p] : NO_ITEM;
+                const int mine = it;
+                warp_best(&v, &it);
+                if (p < cnt && mine == it) p++;
+            }
+            if (it != NO_ITEM) bound = v;
         }
     }
 
