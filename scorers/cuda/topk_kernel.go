@@ -20,10 +20,10 @@ const topKKernelName = "recstream_mask_topk"
 // to the lower index (as ONNX TopK). K and the block size are compile-time
 // constants (the kernel is compiled for each model), so each thread keeps
 // its own sorted top K while it scans its stride of the row, skipping what
-// its warp already knows cannot qualify. The lists are
-// then merged without block-wide barriers: each warp merges its 32 lists K
-// times by a shuffle (butterfly) arg-max into shared memory, and the first
-// warp merges the warps' lists the same way. Items are unique across the
+// its warp already knows cannot qualify. The lists are then merged without
+// block-wide barriers: each warp merges its 32 lists K times by a shuffle
+// (butterfly) arg-max into shared memory, and the first warp merges the
+// warps' lists the same way. Items are unique across the
 // lists, so the lane whose head won is the one whose head equals the
 // result, and the order (score descending, index ascending) is total.
 //

@@ -48,7 +48,6 @@ type TopKScorer struct {
 	d          *Device
 	n1, dim, k int
 	maxRows    int
-	allocRows  int // maxRows rounded up to whole gemmRows blocks
 	maxExclude int
 	threads    int
 	arch       string
@@ -124,8 +123,8 @@ func (t *TopKScorer) init(cfg TopKConfig) error {
 		return err
 	}
 
-	t.allocRows = (t.maxRows + gemmRows - 1) / gemmRows * gemmRows
-	rows, m := t.allocRows, t.maxExclude
+	// Whole blocks of gemmRows users, the last one's padding included.
+	rows, m := (t.maxRows+gemmRows-1)/gemmRows*gemmRows, t.maxExclude
 	for _, a := range []struct {
 		p    *uint64
 		size int
