@@ -27,7 +27,7 @@ const benchRows = 100_000
 //   - raw_columnar: one Column(i).Append per column with Go slices
 //     ([][]string for items: the driver walks it by reflection).
 func BenchmarkClickHouseSinkVsRaw(b *testing.B) {
-	db := testDatabase(b)
+	db := freshDatabase(b)
 	s := newCHSink(b, ClickHouseConfig{Database: db, WriteEvents: new(bool)})
 	conn := chConn(b, sharedCH.Addr())
 	recs, rows := makeRecs(b, recSpec{n: benchRows, k: 20, seed: 5})

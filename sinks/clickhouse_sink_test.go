@@ -77,7 +77,7 @@ func TestClickHouseConfigValidate(t *testing.T) {
 // Start-up applies the DDL; a second sink on the same database applies it
 // again without error and without touching the data.
 func TestClickHouseSinkDDLIdempotent(t *testing.T) {
-	db := testDatabase(t)
+	db := freshDatabase(t)
 	s1 := newCHSink(t, ClickHouseConfig{Database: db})
 	if s1.ModernTypes() {
 		t.Errorf("ModernTypes() = true on server %s; want the legacy variant", s1.ServerVersion())
@@ -98,7 +98,7 @@ func TestClickHouseSinkDDLIdempotent(t *testing.T) {
 // the raw rows but FINAL collapses them to one row per user; a newer version
 // of some users replaces theirs.
 func TestClickHouseSinkWriteAndFinal(t *testing.T) {
-	db := testDatabase(t)
+	db := freshDatabase(t)
 	s := newCHSink(t, ClickHouseConfig{Database: db})
 	conn := chConn(t, sharedCH.Addr())
 	ctx := context.Background()
@@ -201,7 +201,7 @@ func TestClickHouseSinkWriteAndFinal(t *testing.T) {
 // Batches larger than insert_chunk_rows are sent in several blocks of one
 // insert, and every row arrives.
 func TestClickHouseSinkChunks(t *testing.T) {
-	db := testDatabase(t)
+	db := freshDatabase(t)
 	s := newCHSink(t, ClickHouseConfig{Database: db, InsertChunkRows: 7})
 	recs, _ := makeRecs(t, recSpec{n: 100, k: 4})
 	defer recs.Release()
@@ -223,7 +223,7 @@ func TestClickHouseSinkChunks(t *testing.T) {
 }
 
 func TestClickHouseSinkWriteEventsOff(t *testing.T) {
-	db := testDatabase(t)
+	db := freshDatabase(t)
 	off := false
 	s := newCHSink(t, ClickHouseConfig{Database: db, WriteEvents: &off})
 	recs, _ := makeRecs(t, recSpec{n: 5, k: 2})
@@ -317,7 +317,7 @@ func TestClickHouseSinkStartupFailures(t *testing.T) {
 		}
 	})
 	t.Run("readonly user", func(t *testing.T) {
-		db := testDatabase(t)
+		db := freshDatabase(t)
 		newCHSink(t, ClickHouseConfig{Database: db}) // tables exist
 		_, err := NewClickHouseSink(ctx, ClickHouseConfig{Addr: []string{sharedCH.Addr()}, Database: db, Username: "readonly"}, nil)
 		if err == nil {
@@ -328,7 +328,7 @@ func TestClickHouseSinkStartupFailures(t *testing.T) {
 		}
 	})
 	t.Run("table of another shape", func(t *testing.T) {
-		db := testDatabase(t)
+		db := freshDatabase(t)
 		conn := chConn(t, sharedCH.Addr())
 		for _, q := range []string{
 			"CREATE DATABASE " + db,
@@ -348,7 +348,7 @@ func TestClickHouseSinkStartupFailures(t *testing.T) {
 // A table dropped while running (a sink lost) is created again by the next
 // write.
 func TestClickHouseSinkRecreatesDroppedTable(t *testing.T) {
-	db := testDatabase(t)
+	db := freshDatabase(t)
 	s := newCHSink(t, ClickHouseConfig{Database: db})
 	conn := chConn(t, sharedCH.Addr())
 	if err := conn.Exec(context.Background(), "DROP DATABASE "+db); err != nil {
@@ -392,7 +392,7 @@ func TestClickHouseSinkFatalAndCanceled(t *testing.T) {
 
 // Writes from several goroutines (one per input partition) share one sink.
 func TestClickHouseSinkConcurrentWrites(t *testing.T) {
-	db := testDatabase(t)
+	db := freshDatabase(t)
 	s := newCHSink(t, ClickHouseConfig{Database: db, InsertChunkRows: 50})
 	errs := make(chan error, 4)
 	for g := range 4 {

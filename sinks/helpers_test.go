@@ -57,6 +57,20 @@ func testDatabase(t testing.TB) string {
 	return "t_" + name
 }
 
+// freshDatabase returns testDatabase(t) after dropping it from the shared
+// server, so that a test starts from nothing also when it runs again in
+// the same process (go test -count=N).
+func freshDatabase(t testing.TB) string {
+	t.Helper()
+	db := testDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := chConn(t, sharedCH.Addr()).Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
+		t.Fatalf("drop database %s: %v", db, err)
+	}
+	return db
+}
+
 // chConn opens a plain client connection for checking what the sink wrote.
 func chConn(t testing.TB, addr string) driver.Conn {
 	t.Helper()
