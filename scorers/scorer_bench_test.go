@@ -17,11 +17,15 @@ import (
 )
 
 // The benchmarks use the shapes of FACTS.md: 10,000 items, D=64, top-20,
-// B users per batch, one event per user (the streaming case).
+// B users per batch, one event per user (the streaming case); the scorer,
+// raw session and Go loop benchmarks also run with 100,000 items.
 const (
 	benchItems = 10_000
 	benchDim   = 64
 )
+
+// benchItemCounts are the catalogue sizes the scorer benchmarks compare.
+var benchItemCounts = []int{benchItems, 10 * benchItems}
 
 func reportRefreshes(b *testing.B, users int) {
 	b.ReportMetric(float64(users)*float64(b.N)/b.Elapsed().Seconds(), "refreshes/s")
@@ -30,21 +34,23 @@ func reportRefreshes(b *testing.B, users int) {
 // BenchmarkScore measures Scorer.Score end to end: grouping, state gather
 // and scatter, the session run and building the Arrow records.
 func BenchmarkScore(b *testing.B) {
-	dir := writeTestModel(b, testSpec(benchItems, benchDim, 1))
-	for _, tc := range []struct{ users, perRun int }{{256, 0}, {1024, 0}, {1024, 1024}} {
-		users := tc.users
-		name := fmt.Sprintf("B=%d", users)
-		if tc.perRun != 0 {
-			name += fmt.Sprintf("/batch_users=%d", tc.perRun)
-		}
-		b.Run(name, func(b *testing.B) {
-			s, err := NewScorer(Config{ModelDir: dir, BatchUsers: tc.perRun}, nil)
-			if err != nil {
-				b.Fatalf("new scorer (run make setup): %v", err)
+	for _, items := range benchItemCounts {
+		dir := writeTestModel(b, testSpec(items, benchDim, 1))
+		for _, tc := range []struct{ users, perRun int }{{256, 0}, {1024, 0}, {1024, 1024}} {
+			users := tc.users
+			name := fmt.Sprintf("items=%d/B=%d", items, users)
+			if tc.perRun != 0 {
+				name += fmt.Sprintf("/batch_users=%d", tc.perRun)
 			}
-			defer s.Close()
-			benchScore(b, s, users)
-		})
+			b.Run(name, func(b *testing.B) {
+				s, err := NewScorer(Config{ModelDir: dir, BatchUsers: tc.perRun, Device: DeviceCPU}, nil)
+				if err != nil {
+					b.Fatalf("new scorer (run make setup): %v", err)
+				}
+				defer s.Close()
+				benchScore(b, s, users)
+			})
+		}
 	}
 }
 
@@ -52,71 +58,89 @@ func BenchmarkScore(b *testing.B) {
 // Go-side work): the ceiling of Score.
 func BenchmarkSessionRun(b *testing.B) {
 	rt := openTestRuntime(b)
-	spec := testSpec(benchItems, benchDim, 1)
-	tower := towerFromSpec(b, spec)
-	model, err := BuildUserTower(&UserTowerGraph{Dim: benchDim, Steps: DefaultSteps, TopK: DefaultTopK,
-		ItemEmbeddings: tower.emb, TypeWeights: tower.weights, ItemPrior: tower.prior})
-	if err != nil {
-		b.Fatal(err)
-	}
 	in, out := contractNames()
-	for _, threads := range []int{0, 1} {
-		sess, err := rt.newSession(model, in, out, sessionOptions{IntraOpThreads: threads})
+	for _, items := range benchItemCounts {
+		spec := testSpec(items, benchDim, 1)
+		tower := towerFromSpec(b, spec)
+		model, err := BuildUserTower(&UserTowerGraph{Dim: benchDim, Steps: DefaultSteps, TopK: DefaultTopK,
+			ItemEmbeddings: tower.emb, TypeWeights: tower.weights, ItemPrior: tower.prior})
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, users := range []int{64, 128, 256, 512, 1024} {
-			b.Run(fmt.Sprintf("B=%d/threads=%d", users, threads), func(b *testing.B) {
-				run := randomRun(rand.New(rand.NewPCG(1, 1)), users, benchDim, DefaultSteps, DefaultMaxExclude, benchItems, 5)
-				for i := range users { // one event per user, the rest padding
-					for l := 1; l < DefaultSteps; l++ {
-						p := i*DefaultSteps + l
-						run.items[p], run.types[p], run.decays[p] = 0, 0, 1
-					}
-					run.items[i*DefaultSteps] = int64(1 + i%benchItems)
-					run.types[i*DefaultSteps] = 1
-				}
-				k := int64(DefaultTopK)
-				bb := int64(users)
-				vals := []ort.Value{}
-				for _, v := range []func() (ort.Value, error){
-					func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, benchDim), run.state) },
-					func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultSteps), run.items) },
-					func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultSteps), run.types) },
-					func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultSteps), run.decays) },
-					func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultMaxExclude), run.exclude) },
-					func() (ort.Value, error) { return ort.NewEmptyTensor[float32](ort.NewShape(bb, benchDim)) },
-					func() (ort.Value, error) { return ort.NewEmptyTensor[float32](ort.NewShape(bb, k)) },
-					func() (ort.Value, error) { return ort.NewEmptyTensor[int64](ort.NewShape(bb, k)) },
-				} {
-					t, err := v()
-					if err != nil {
-						b.Fatal(err)
-					}
-					vals = append(vals, t)
-				}
-				defer destroyAll(vals)
-				b.ResetTimer()
-				for range b.N {
-					if err := sess.Run(vals[:5], vals[5:]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				reportRefreshes(b, users)
-			})
+		sizes := []int{64, 128, 256, 512, 1024}
+		if items > benchItems {
+			sizes = []int{256, 1024}
 		}
-		sess.Destroy()
+		for _, threads := range []int{0, 1} {
+			sess, err := rt.newSession(model, in, out, sessionOptions{IntraOpThreads: threads})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, users := range sizes {
+				benchSessionRun(b, sess, items, users, threads)
+			}
+			sess.Destroy()
+		}
 	}
+}
+
+// benchSessionRun is one case of BenchmarkSessionRun: users users with one
+// event each through sess, a model of items items.
+func benchSessionRun(b *testing.B, sess *ort.DynamicAdvancedSession, items, users, threads int) {
+	b.Run(fmt.Sprintf("items=%d/B=%d/threads=%d", items, users, threads), func(b *testing.B) {
+		run := randomRun(rand.New(rand.NewPCG(1, 1)), users, benchDim, DefaultSteps, DefaultMaxExclude, items, 5)
+		for i := range users { // one event per user, the rest padding
+			for l := 1; l < DefaultSteps; l++ {
+				p := i*DefaultSteps + l
+				run.items[p], run.types[p], run.decays[p] = 0, 0, 1
+			}
+			run.items[i*DefaultSteps] = int64(1 + i%items)
+			run.types[i*DefaultSteps] = 1
+		}
+		k := int64(DefaultTopK)
+		bb := int64(users)
+		vals := []ort.Value{}
+		for _, v := range []func() (ort.Value, error){
+			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, benchDim), run.state) },
+			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultSteps), run.items) },
+			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultSteps), run.types) },
+			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultSteps), run.decays) },
+			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultMaxExclude), run.exclude) },
+			func() (ort.Value, error) { return ort.NewEmptyTensor[float32](ort.NewShape(bb, benchDim)) },
+			func() (ort.Value, error) { return ort.NewEmptyTensor[float32](ort.NewShape(bb, k)) },
+			func() (ort.Value, error) { return ort.NewEmptyTensor[int64](ort.NewShape(bb, k)) },
+		} {
+			t, err := v()
+			if err != nil {
+				b.Fatal(err)
+			}
+			vals = append(vals, t)
+		}
+		defer destroyAll(vals)
+		b.ResetTimer()
+		for range b.N {
+			if err := sess.Run(vals[:5], vals[5:]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportRefreshes(b, users)
+	})
 }
 
 // BenchmarkGoLoop is the plain Go loop on one goroutine that the session
 // replaces: the same update, every item scored, a top-20 kept by insertion.
 func BenchmarkGoLoop(b *testing.B) {
-	spec := testSpec(benchItems, benchDim, 1)
+	for _, items := range benchItemCounts {
+		b.Run(fmt.Sprintf("items=%d/B=256", items), func(b *testing.B) { benchGoLoop(b, items) })
+	}
+}
+
+func benchGoLoop(b *testing.B, items int) {
+	spec := testSpec(items, benchDim, 1)
 	tower := towerFromSpec(b, spec)
 	const users, k = 256, DefaultTopK
-	run := randomRun(rand.New(rand.NewPCG(1, 1)), users, benchDim, 1, DefaultMaxExclude, benchItems, 5)
-	scores := make([]float32, benchItems+1)
+	run := randomRun(rand.New(rand.NewPCG(1, 1)), users, benchDim, 1, DefaultMaxExclude, items, 5)
+	scores := make([]float32, items+1)
 	topS := make([]float32, k)
 	topI := make([]int64, k)
 	b.ResetTimer()
