@@ -457,6 +457,12 @@ func (c *Consumer) Next(ctx context.Context) (*schemas.EventBatch, error) {
 		}
 	}()
 	for {
+		// A stopped caller takes no more batches, not even buffered ones:
+		// a soft stop must not turn into draining the whole buffer. What
+		// is left is read again from the last commit.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		c.mu.Lock()
 		if c.closed {
 			c.mu.Unlock()

@@ -270,6 +270,33 @@ func TestConsumerBackPressure(t *testing.T) {
 	})
 }
 
+// TestConsumerNextAfterStopTakesNothing: with batches buffered, a Next
+// whose context is done returns the context's error instead of a batch,
+// so that a soft stop does not drain the whole buffer first.
+func TestConsumerNextAfterStopTakesNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, addrs := newCluster(t, 4)
+	p := newProducer(t, addrs)
+	p.produce(2000, 4, 0)
+	c := newTestConsumer(t, ReaderConfig{Brokers: addrs, MaxBufferedBatches: 3, Batch: BatchConfig{MaxRows: 100}})
+	waitFor(ctx, t, func() bool { return c.Stats().BufferedBatches == 3 })
+
+	stopped, stop := context.WithCancel(ctx)
+	stop()
+	if b, err := c.Next(stopped); !errors.Is(err, context.Canceled) || b != nil {
+		t.Fatalf("Next after a stop = %v, %v; want no batch and context.Canceled", b, err)
+	}
+	if n := c.Stats().BufferedBatches; n != 3 {
+		t.Fatalf("%d batches buffered after a stopped Next, want the 3 it left", n)
+	}
+	b, err := c.Next(ctx)
+	if err != nil {
+		t.Fatalf("Next with a live context: %v", err)
+	}
+	b.Release()
+}
+
 // TestConsumerOffsetOutOfRange: records below the committed offset were
 // deleted (retention); the consumer restarts at the first record left.
 func TestConsumerOffsetOutOfRange(t *testing.T) {
