@@ -17,6 +17,7 @@
 package checkpoints
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -48,12 +49,8 @@ type Config struct {
 
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
-	if c.Interval == 0 {
-		c.Interval = 30 * time.Second
-	}
-	if c.Keep == 0 {
-		c.Keep = 3
-	}
+	c.Interval = cmp.Or(c.Interval, 30*time.Second)
+	c.Keep = cmp.Or(c.Keep, 3)
 	return c
 }
 

@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -36,15 +37,9 @@ type BatchConfig struct {
 
 // WithDefaults returns c with every zero field set to its default.
 func (c BatchConfig) WithDefaults() BatchConfig {
-	if c.MaxRows == 0 {
-		c.MaxRows = DefaultBatchMaxRows
-	}
-	if c.MaxBytes == 0 {
-		c.MaxBytes = DefaultBatchMaxBytes
-	}
-	if c.Linger == 0 {
-		c.Linger = DefaultBatchLinger
-	}
+	c.MaxRows = cmp.Or(c.MaxRows, DefaultBatchMaxRows)
+	c.MaxBytes = cmp.Or(c.MaxBytes, DefaultBatchMaxBytes)
+	c.Linger = cmp.Or(c.Linger, DefaultBatchLinger)
 	return c
 }
 

@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -117,18 +118,10 @@ func (c ReaderConfig) WithDefaults() ReaderConfig {
 	if c.StartOffset == "" {
 		c.StartOffset = DefaultStartOffset
 	}
-	if c.FetchMaxBytes == 0 {
-		c.FetchMaxBytes = DefaultFetchMaxBytes
-	}
-	if c.MaxBufferedBatches == 0 {
-		c.MaxBufferedBatches = DefaultMaxBufferedBatches
-	}
-	if c.SessionTimeout == 0 {
-		c.SessionTimeout = DefaultSessionTimeout
-	}
-	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = DefaultHeartbeatInterval
-	}
+	c.FetchMaxBytes = cmp.Or(c.FetchMaxBytes, DefaultFetchMaxBytes)
+	c.MaxBufferedBatches = cmp.Or(c.MaxBufferedBatches, DefaultMaxBufferedBatches)
+	c.SessionTimeout = cmp.Or(c.SessionTimeout, DefaultSessionTimeout)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
 	c.Batch = c.Batch.WithDefaults()
 	c.Limits = c.Limits.WithDefaults()
 	return c

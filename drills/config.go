@@ -1,6 +1,7 @@
 package drills
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -97,33 +98,15 @@ func (c Config) WithDefaults() Config {
 	if len(c.Scenarios) == 0 || slices.Contains(c.Scenarios, "all") {
 		c.Scenarios = AllScenarios()
 	}
-	if c.Events == 0 {
-		c.Events = DefaultEvents
-	}
-	if c.Kills == 0 {
-		c.Kills = DefaultKills
-	}
-	if c.Outage == 0 {
-		c.Outage = DefaultOutage
-	}
-	if c.Partitions == 0 {
-		c.Partitions = DefaultPartitions
-	}
-	if c.SessionTimeout == 0 {
-		c.SessionTimeout = DefaultSessionTimeout
-	}
-	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if c.CheckpointInterval == 0 {
-		c.CheckpointInterval = DefaultCheckpointEvery
-	}
-	if c.BatchRows == 0 {
-		c.BatchRows = DefaultBatchRows
-	}
-	if c.PoisonRecords == 0 {
-		c.PoisonRecords = DefaultPoisonRecords
-	}
+	c.Events = cmp.Or(c.Events, DefaultEvents)
+	c.Kills = cmp.Or(c.Kills, DefaultKills)
+	c.Outage = cmp.Or(c.Outage, DefaultOutage)
+	c.Partitions = cmp.Or(c.Partitions, DefaultPartitions)
+	c.SessionTimeout = cmp.Or(c.SessionTimeout, DefaultSessionTimeout)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
+	c.CheckpointInterval = cmp.Or(c.CheckpointInterval, DefaultCheckpointEvery)
+	c.BatchRows = cmp.Or(c.BatchRows, DefaultBatchRows)
+	c.PoisonRecords = cmp.Or(c.PoisonRecords, DefaultPoisonRecords)
 	return c
 }
 

@@ -1,6 +1,7 @@
 package scorers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -80,26 +81,20 @@ const (
 
 // WithDefaults returns c with every zero field set to its default.
 func (c ALSConfig) WithDefaults() ALSConfig {
-	c.Dim = cmpOr(c.Dim, DefaultEmbeddingDim)
-	c.Iterations = cmpOr(c.Iterations, defaultALSIterations)
-	c.CGSteps = cmpOr(c.CGSteps, defaultALSCGSteps)
-	c.MinCount = cmpOr(c.MinCount, 1)
-	c.Workers = cmpOr(c.Workers, runtime.GOMAXPROCS(0))
-	if c.Regularization == 0 {
-		c.Regularization = defaultALSReg
-	}
-	if c.Alpha == 0 {
-		c.Alpha = defaultALSAlpha
-	}
+	c.Dim = cmp.Or(c.Dim, DefaultEmbeddingDim)
+	c.Iterations = cmp.Or(c.Iterations, defaultALSIterations)
+	c.CGSteps = cmp.Or(c.CGSteps, defaultALSCGSteps)
+	c.MinCount = cmp.Or(c.MinCount, 1)
+	c.Workers = cmp.Or(c.Workers, runtime.GOMAXPROCS(0))
+	c.Regularization = cmp.Or(c.Regularization, defaultALSReg)
+	c.Alpha = cmp.Or(c.Alpha, defaultALSAlpha)
 	if c.Solver == "" {
 		c.Solver = ALSSolverCG
 	}
 	if c.Embedding == "" {
 		c.Embedding = ALSEmbeddingFoldIn
 	}
-	if c.InitStd == 0 {
-		c.InitStd = defaultALSInitStd
-	}
+	c.InitStd = cmp.Or(c.InitStd, defaultALSInitStd)
 	return c
 }
 

@@ -1,6 +1,7 @@
 package scorers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -55,18 +56,12 @@ const (
 
 // WithDefaults returns c with every zero field set to its default.
 func (c BPRConfig) WithDefaults() BPRConfig {
-	c.Dim = cmpOr(c.Dim, DefaultEmbeddingDim)
-	c.Epochs = cmpOr(c.Epochs, defaultBPREpochs)
-	c.MinCount = cmpOr(c.MinCount, 1)
-	if c.LearningRate == 0 {
-		c.LearningRate = defaultBPRLR
-	}
-	if c.Regularization == 0 {
-		c.Regularization = defaultBPRReg
-	}
-	if c.InitStd == 0 {
-		c.InitStd = defaultBPRInitStd
-	}
+	c.Dim = cmp.Or(c.Dim, DefaultEmbeddingDim)
+	c.Epochs = cmp.Or(c.Epochs, defaultBPREpochs)
+	c.MinCount = cmp.Or(c.MinCount, 1)
+	c.LearningRate = cmp.Or(c.LearningRate, defaultBPRLR)
+	c.Regularization = cmp.Or(c.Regularization, defaultBPRReg)
+	c.InitStd = cmp.Or(c.InitStd, defaultBPRInitStd)
 	return c
 }
 

@@ -84,23 +84,15 @@ const (
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Item2VecConfig) WithDefaults() Item2VecConfig {
-	c.Dim = cmpOr(c.Dim, DefaultItem2VecDim)
-	c.Window = cmpOr(c.Window, defaultWindow)
-	c.Negatives = cmpOr(c.Negatives, defaultNegatives)
-	c.Epochs = cmpOr(c.Epochs, defaultEpochs)
-	c.MinCount = cmpOr(c.MinCount, 1)
-	if c.LearningRate == 0 {
-		c.LearningRate = defaultLR
-	}
-	if c.Subsample == 0 {
-		c.Subsample = defaultSubsample
-	}
-	if c.SessionGap == 0 {
-		c.SessionGap = defaultSessionGap
-	}
-	if c.PopularityScale == 0 {
-		c.PopularityScale = defaultPopularityScale
-	}
+	c.Dim = cmp.Or(c.Dim, DefaultItem2VecDim)
+	c.Window = cmp.Or(c.Window, defaultWindow)
+	c.Negatives = cmp.Or(c.Negatives, defaultNegatives)
+	c.Epochs = cmp.Or(c.Epochs, defaultEpochs)
+	c.MinCount = cmp.Or(c.MinCount, 1)
+	c.LearningRate = cmp.Or(c.LearningRate, defaultLR)
+	c.Subsample = cmp.Or(c.Subsample, defaultSubsample)
+	c.SessionGap = cmp.Or(c.SessionGap, defaultSessionGap)
+	c.PopularityScale = cmp.Or(c.PopularityScale, defaultPopularityScale)
 	return c
 }
 

@@ -3,6 +3,7 @@ package scorers
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -288,8 +289,8 @@ func buildModelFiles(spec ModelSpec) ([]modelFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	topK := cmpOr(spec.TopK, DefaultTopK)
-	steps := cmpOr(spec.Steps, DefaultSteps)
+	topK := cmp.Or(spec.TopK, DefaultTopK)
+	steps := cmp.Or(spec.Steps, DefaultSteps)
 	priorWeight := priorWeightOrDefault(spec.PriorWeight)
 
 	prior := popularityPrior(spec.Counts, n, priorWeight)
@@ -409,13 +410,6 @@ func popularityPrior(counts []int64, n int, weight float32) []float32 {
 		}
 	}
 	return prior
-}
-
-func cmpOr(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 func writeFileSync(path string, data []byte) error {

@@ -1,6 +1,7 @@
 package scorers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -162,7 +163,7 @@ func (e *engine) resolveShapes(cfg Config) error {
 		case m.Steps > 0:
 			e.steps = m.Steps
 		default:
-			e.steps = cmpOr(cfg.StepsPerRound, DefaultSteps)
+			e.steps = cmp.Or(cfg.StepsPerRound, DefaultSteps)
 		}
 	case schemas.ModelContractSequence:
 		switch {
@@ -171,7 +172,7 @@ func (e *engine) resolveShapes(cfg Config) error {
 		case m.History > 0:
 			e.width = m.History
 		default:
-			e.width = cmpOr(cfg.HistoryLen, DefaultHistory)
+			e.width = cmp.Or(cfg.HistoryLen, DefaultHistory)
 		}
 		if e.width > maxHistoryLen {
 			return fmt.Errorf("history_len: the model's H=%d exceeds %d", e.width, maxHistoryLen)
@@ -191,12 +192,12 @@ func (e *engine) resolveShapes(cfg Config) error {
 	if e.modelK <= 0 {
 		// A dynamic K is only known after a run; size the buffers for the
 		// configured K and check the run's output shape.
-		e.modelK = cmpOr(cfg.TopK, DefaultTopK)
+		e.modelK = cmp.Or(cfg.TopK, DefaultTopK)
 	}
 	if cfg.TopK > e.modelK {
 		return fmt.Errorf("top_k: %d, but the model returns K=%d", cfg.TopK, e.modelK)
 	}
-	e.topK = cmpOr(cfg.TopK, e.modelK)
+	e.topK = cmp.Or(cfg.TopK, e.modelK)
 	e.batch = cfg.BatchUsers
 	if e.batch == 0 {
 		e.batch = min(DefaultBatchUsers, max(1, maxScoreBytes/(4*(len(m.Items)+1))))

@@ -1,6 +1,7 @@
 package scorers
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -143,18 +144,10 @@ const (
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
-	if c.MaxExclude == 0 {
-		c.MaxExclude = DefaultMaxExclude
-	}
-	if c.MaxUsers == 0 {
-		c.MaxUsers = DefaultMaxUsers
-	}
-	if c.DecayHalfLife == 0 {
-		c.DecayHalfLife = DefaultDecayHalfLife
-	}
-	if c.ReloadInterval == 0 {
-		c.ReloadInterval = DefaultReloadInterval
-	}
+	c.MaxExclude = cmp.Or(c.MaxExclude, DefaultMaxExclude)
+	c.MaxUsers = cmp.Or(c.MaxUsers, DefaultMaxUsers)
+	c.DecayHalfLife = cmp.Or(c.DecayHalfLife, DefaultDecayHalfLife)
+	c.ReloadInterval = cmp.Or(c.ReloadInterval, DefaultReloadInterval)
 	if c.Device == "" {
 		c.Device = DeviceAuto
 	}

@@ -1,6 +1,7 @@
 package scorers
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -183,7 +184,7 @@ func buildSequenceFiles(spec SequenceModelSpec) ([]modelFile, error) {
 		return nil, err
 	}
 	pw := priorWeightOrDefault(spec.PriorWeight)
-	topK := cmpOr(spec.TopK, DefaultTopK)
+	topK := cmp.Or(spec.TopK, DefaultTopK)
 	model, err := BuildSequenceModel(&SequenceGraph{
 		Dim: dim, History: spec.History, TopK: topK,
 		ItemEmbeddings: emb, ItemPrior: popularityPrior(spec.Counts, n, pw),

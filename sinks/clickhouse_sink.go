@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -93,12 +94,8 @@ func (c ClickHouseConfig) WithDefaults() ClickHouseConfig {
 	if c.Username == "" {
 		c.Username = DefaultClickHouseUsername
 	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultClickHouseDialTimeout
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = DefaultClickHouseReadTimeout
-	}
+	c.DialTimeout = cmp.Or(c.DialTimeout, DefaultClickHouseDialTimeout)
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, DefaultClickHouseReadTimeout)
 	if c.ModernTypes == "" {
 		c.ModernTypes = "auto"
 	}
@@ -109,9 +106,7 @@ func (c ClickHouseConfig) WithDefaults() ClickHouseConfig {
 	if len(c.EventTypes) == 0 {
 		c.EventTypes = schemas.DefaultEventTypes()
 	}
-	if c.InsertChunkRows == 0 {
-		c.InsertChunkRows = DefaultClickHouseInsertChunkRows
-	}
+	c.InsertChunkRows = cmp.Or(c.InsertChunkRows, DefaultClickHouseInsertChunkRows)
 	return c
 }
 

@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -83,21 +84,11 @@ func (c KafkaSinkConfig) WithDefaults() KafkaSinkConfig {
 	if c.Topic == "" {
 		c.Topic = DefaultKafkaSinkTopic
 	}
-	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = DefaultKafkaSinkReplicationFactor
-	}
-	if c.BatchBytes == 0 {
-		c.BatchBytes = DefaultKafkaSinkBatchBytes
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = DefaultKafkaSinkBatchSize
-	}
-	if c.Linger == 0 {
-		c.Linger = DefaultKafkaSinkLinger
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultKafkaSinkWriteTimeout
-	}
+	c.ReplicationFactor = cmp.Or(c.ReplicationFactor, DefaultKafkaSinkReplicationFactor)
+	c.BatchBytes = cmp.Or(c.BatchBytes, DefaultKafkaSinkBatchBytes)
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultKafkaSinkBatchSize)
+	c.Linger = cmp.Or(c.Linger, DefaultKafkaSinkLinger)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultKafkaSinkWriteTimeout)
 	if c.Compression == "" {
 		c.Compression = DefaultKafkaSinkCompression
 	}

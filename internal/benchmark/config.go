@@ -1,6 +1,7 @@
 package benchmark
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -83,45 +84,21 @@ func (c Config) WithDefaults() Config {
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
 	}
-	if c.Events == 0 {
-		c.Events = DefaultEvents
-	}
-	if c.Users == 0 {
-		c.Users = DefaultUsers
-	}
-	if c.Items == 0 {
-		c.Items = DefaultItems
-	}
-	if c.Dim == 0 {
-		c.Dim = DefaultDim
-	}
-	if c.Partitions == 0 {
-		c.Partitions = DefaultPartitions
-	}
-	if c.Repeats == 0 {
-		c.Repeats = DefaultRepeats
-	}
-	if c.Seed == 0 {
-		c.Seed = DefaultSeed
-	}
-	if c.LiveDuration == 0 {
-		c.LiveDuration = DefaultLiveDuration
-	}
+	c.Events = cmp.Or(c.Events, DefaultEvents)
+	c.Users = cmp.Or(c.Users, DefaultUsers)
+	c.Items = cmp.Or(c.Items, DefaultItems)
+	c.Dim = cmp.Or(c.Dim, DefaultDim)
+	c.Partitions = cmp.Or(c.Partitions, DefaultPartitions)
+	c.Repeats = cmp.Or(c.Repeats, DefaultRepeats)
+	c.Seed = cmp.Or(c.Seed, DefaultSeed)
+	c.LiveDuration = cmp.Or(c.LiveDuration, DefaultLiveDuration)
 	if len(c.SessionBatches) == 0 {
 		c.SessionBatches = append([]int(nil), DefaultSessionBatches...)
 	}
-	if c.RunTime == 0 {
-		c.RunTime = DefaultRunTime
-	}
-	if c.GoLoopUsers == 0 {
-		c.GoLoopUsers = DefaultGoLoopUsers
-	}
-	if c.StateUsers == 0 {
-		c.StateUsers = DefaultStateUsers
-	}
-	if c.SinkBatches == 0 {
-		c.SinkBatches = DefaultSinkBatches
-	}
+	c.RunTime = cmp.Or(c.RunTime, DefaultRunTime)
+	c.GoLoopUsers = cmp.Or(c.GoLoopUsers, DefaultGoLoopUsers)
+	c.StateUsers = cmp.Or(c.StateUsers, DefaultStateUsers)
+	c.SinkBatches = cmp.Or(c.SinkBatches, DefaultSinkBatches)
 	return c
 }
 

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -105,21 +106,11 @@ type ApacheKafkaConfig struct {
 
 // Defaults returns c with each zero field set to its documented default.
 func (c ApacheKafkaConfig) Defaults() ApacheKafkaConfig {
-	if c.Brokers == 0 {
-		c.Brokers = 1
-	}
-	if c.Partitions == 0 {
-		c.Partitions = 8
-	}
-	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = c.Brokers
-	}
-	if c.MinInsyncReplicas == 0 {
-		c.MinInsyncReplicas = max(1, c.ReplicationFactor-1)
-	}
-	if c.HeapMB == 0 {
-		c.HeapMB = 512
-	}
+	c.Brokers = cmp.Or(c.Brokers, 1)
+	c.Partitions = cmp.Or(c.Partitions, 8)
+	c.ReplicationFactor = cmp.Or(c.ReplicationFactor, c.Brokers)
+	c.MinInsyncReplicas = cmp.Or(c.MinInsyncReplicas, max(1, c.ReplicationFactor-1))
+	c.HeapMB = cmp.Or(c.HeapMB, 512)
 	return c
 }
 

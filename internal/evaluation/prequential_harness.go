@@ -1,6 +1,7 @@
 package evaluation
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,21 +53,11 @@ type HarnessConfig struct {
 
 // WithDefaults returns c with every zero field set to its default.
 func (c HarnessConfig) WithDefaults() HarnessConfig {
-	if c.K == 0 {
-		c.K = 10
-	}
-	if c.MaxBatch == 0 {
-		c.MaxBatch = 256
-	}
-	if c.SeenDepth == 0 {
-		c.SeenDepth = 512
-	}
-	if c.WarmupBatch == 0 {
-		c.WarmupBatch = 4096
-	}
-	if c.Buckets == 0 {
-		c.Buckets = 20
-	}
+	c.K = cmp.Or(c.K, 10)
+	c.MaxBatch = cmp.Or(c.MaxBatch, 256)
+	c.SeenDepth = cmp.Or(c.SeenDepth, 512)
+	c.WarmupBatch = cmp.Or(c.WarmupBatch, 4096)
+	c.Buckets = cmp.Or(c.Buckets, 20)
 	return c
 }
 

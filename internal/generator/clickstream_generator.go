@@ -6,6 +6,7 @@
 package generator
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -48,9 +49,7 @@ func (c Config) withDefaults() Config {
 	if c.Categories > c.Items {
 		c.Categories = c.Items
 	}
-	if c.MalformedRate == 0 {
-		c.MalformedRate = 0.005
-	}
+	c.MalformedRate = cmp.Or(c.MalformedRate, 0.005)
 	if c.MalformedRate < 0 {
 		c.MalformedRate = 0
 	}
@@ -60,9 +59,7 @@ func (c Config) withDefaults() Config {
 	if c.Spacing <= 0 {
 		c.Spacing = 20 * time.Millisecond
 	}
-	if c.DriftRate == 0 {
-		c.DriftRate = 0.05
-	}
+	c.DriftRate = cmp.Or(c.DriftRate, 0.05)
 	return c
 }
 
