@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -162,4 +163,22 @@ func makeEvents(t testing.TB, n, users int) *schemas.EventBatch {
 		b.Append(&ev, int32(i%8), int64(i), ev.TsMs+5)
 	}
 	return &schemas.EventBatch{Topic: "clickstream.events", Events: b.NewRecord()}
+}
+
+// checkContextErrors checks how a sink's write reports its context ending:
+// a cancelled context is the caller's decision (context.Canceled, never
+// ErrUnavailable, so the pipeline does not retry), an expired deadline is
+// an outage (ErrUnavailable wrapping context.DeadlineExceeded).
+func checkContextErrors(t *testing.T, write func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := write(ctx); !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
+		t.Errorf("canceled context: error = %v; want context.Canceled, not ErrUnavailable", err)
+	}
+	expired, cancelExpired := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancelExpired()
+	if err := write(expired); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("expired deadline: error = %v; want ErrUnavailable wrapping context.DeadlineExceeded", err)
+	}
 }

@@ -256,17 +256,7 @@ func TestKafkaSinkFatalAndCanceled(t *testing.T) {
 
 	recs, _ := makeRecs(t, recSpec{n: 3, k: 2})
 	defer recs.Release()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err = s.Write(ctx, nil, recs)
-	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
-		t.Errorf("canceled context: error = %v; want context.Canceled, not ErrUnavailable", err)
-	}
-	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
-	defer cancel2()
-	if err := s.Write(expired, nil, recs); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("expired deadline: error = %v; want ErrUnavailable wrapping context.DeadlineExceeded", err)
-	}
+	checkContextErrors(t, func(ctx context.Context) error { return s.Write(ctx, nil, recs) })
 	if err := s.Write(context.Background(), nil, &schemas.RecommendationBatch{}); err != nil {
 		t.Errorf("empty batch: %v", err)
 	}

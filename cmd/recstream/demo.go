@@ -167,19 +167,12 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 		return fmt.Errorf("demo configuration: %w", err)
 	}
 	cfg.Metrics.Listen = o.metricsListen
-	obs, err := startObservability(cfg.Metrics, log)
+	obs, c, err := buildObservedPipeline(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer obs.Close()
-	c, err := buildPipelineWith(ctx, cfg, log, buildOptions{health: obs.health})
-	if err != nil {
-		return err
-	}
 	defer c.Close()
-	if err := obs.attach(c, cfg); err != nil {
-		return err
-	}
 	if addr := obs.addr(); addr != "" {
 		step("metrics on http://%s/metrics, probes on /healthz and /readyz", addr)
 	}

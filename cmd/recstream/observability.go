@@ -44,6 +44,27 @@ func startObservability(cfg config.MetricsConfig, log *zap.Logger) (*observabili
 	return o, nil
 }
 
+// buildObservedPipeline starts the endpoint, builds the pipeline with the
+// probes following its start-up, and attaches the metrics to it: what run
+// and demo share. On success the caller closes both, the pipeline first.
+func buildObservedPipeline(ctx context.Context, cfg config.Config, log *zap.Logger) (*observability, *components, error) {
+	obs, err := startObservability(cfg.Metrics, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := buildPipelineWith(ctx, cfg, log, buildOptions{health: obs.health})
+	if err != nil {
+		obs.Close()
+		return nil, nil, err
+	}
+	if err := obs.attach(c, cfg); err != nil {
+		c.Close()
+		obs.Close()
+		return nil, nil, err
+	}
+	return obs, c, nil
+}
+
 // addr is the endpoint's address, "" when disabled.
 func (o *observability) addr() string {
 	if o.server == nil {

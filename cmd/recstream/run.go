@@ -44,19 +44,12 @@ being retried).`,
 			}
 			defer log.Sync() //nolint:errcheck // nothing useful to do on a failed flush of stderr
 			ctx := cmd.Context()
-			obs, err := startObservability(cfg.Metrics, log)
+			obs, c, err := buildObservedPipeline(ctx, cfg, log)
 			if err != nil {
 				return err
 			}
 			defer obs.Close()
-			c, err := buildPipelineWith(ctx, cfg, log, buildOptions{health: obs.health})
-			if err != nil {
-				return err
-			}
 			defer c.Close()
-			if err := obs.attach(c, cfg); err != nil {
-				return err
-			}
 			log.Info("pipeline running", zap.Strings("brokers", cfg.Input.Brokers), zap.String("topic", cfg.Input.Topic),
 				zap.String("metrics", obs.addr()))
 			return obs.runPipeline(ctx, c)
