@@ -61,6 +61,30 @@ func resolveTypeWeights(types []string, overrides map[string]float32) ([]float32
 	return out, nil
 }
 
+// itemVocabulary keeps the items counted at least minCount times and
+// numbers them deterministically, by count (highest first) then id. It
+// returns them with their counts and the index of each.
+func itemVocabulary(counts map[string]int64, minCount int) (items []string, itemCounts []int64, index map[string]int32) {
+	for id, c := range counts {
+		if c >= int64(minCount) {
+			items = append(items, id)
+		}
+	}
+	slices.SortFunc(items, func(a, b string) int {
+		if c := cmp.Compare(counts[b], counts[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	index = make(map[string]int32, len(items))
+	itemCounts = make([]int64, len(items))
+	for i, id := range items {
+		index[id] = int32(i)
+		itemCounts[i] = counts[id]
+	}
+	return items, itemCounts, index
+}
+
 // buildImplicitMatrix turns events into the matrix: an event counts when it
 // has an item and its type code has a weight > 0; items with fewer than
 // minCount such events are dropped. It is deterministic: users are numbered
@@ -77,25 +101,10 @@ func buildImplicitMatrix(events []Interaction, weights []float32, minCount int) 
 		userIDs[e.User] = 0
 	}
 	m := &implicitMatrix{fromMs: math.MaxInt64, toMs: math.MinInt64}
-	for id, c := range counts {
-		if c >= int64(minCount) {
-			m.items = append(m.items, id)
-		}
-	}
+	var itemIndex map[string]int32
+	m.items, m.counts, itemIndex = itemVocabulary(counts, minCount)
 	if len(m.items) == 0 {
 		return nil, ErrNoTrainingData
-	}
-	slices.SortFunc(m.items, func(a, b string) int {
-		if c := cmp.Compare(counts[b], counts[a]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a, b)
-	})
-	itemIndex := make(map[string]int32, len(m.items))
-	m.counts = make([]int64, len(m.items))
-	for i, id := range m.items {
-		itemIndex[id] = int32(i)
-		m.counts[i] = counts[id]
 	}
 	users := make([]string, 0, len(userIDs))
 	for id := range userIDs {

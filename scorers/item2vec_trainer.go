@@ -207,25 +207,10 @@ func buildSequences(events []Interaction, cfg Item2VecConfig) (*Item2VecResult, 
 		counts[e.Item]++
 	}
 	res := &Item2VecResult{FromMs: math.MaxInt64, ToMs: math.MinInt64}
-	for id, c := range counts {
-		if c >= int64(cfg.MinCount) {
-			res.Items = append(res.Items, id)
-		}
-	}
+	var index map[string]int32
+	res.Items, res.Counts, index = itemVocabulary(counts, cfg.MinCount)
 	if len(res.Items) == 0 {
 		return nil, nil, ErrNoTrainingData
-	}
-	slices.SortFunc(res.Items, func(a, b string) int {
-		if c := cmp.Compare(counts[b], counts[a]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a, b)
-	})
-	index := make(map[string]int32, len(res.Items))
-	res.Counts = make([]int64, len(res.Items))
-	for i, id := range res.Items {
-		index[id] = int32(i)
-		res.Counts[i] = counts[id]
 	}
 	// Stable: a user's interactions with equal times keep their input order.
 	slices.SortStableFunc(use, func(a, b int32) int {
