@@ -25,7 +25,7 @@ func applyEnv(cfg any, prefix string, environ []string) error {
 		return nil
 	}
 	used := map[string]bool{}
-	err := walkFields(reflect.ValueOf(cfg).Elem(), prefix, "", func(env, path string, field reflect.Value) error {
+	err := walkFields(reflect.ValueOf(cfg).Elem(), prefix, func(env, path string, field reflect.Value) error {
 		raw, ok := vars[env]
 		if !ok {
 			return nil
@@ -60,44 +60,18 @@ func applyEnv(cfg any, prefix string, environ []string) error {
 func EnvNames() [][2]string {
 	var out [][2]string
 	var cfg Config
-	_ = walkFields(reflect.ValueOf(&cfg).Elem(), EnvPrefix, "", func(env, path string, _ reflect.Value) error {
+	_ = walkFields(reflect.ValueOf(&cfg).Elem(), EnvPrefix, func(env, path string, _ reflect.Value) error {
 		out = append(out, [2]string{env, path})
 		return nil
 	})
 	return out
 }
 
-// walkFields calls fn for every leaf field of the struct v: a field that is
-// not itself a struct (time.Time and friends are not expected in configs).
-func walkFields(v reflect.Value, env, path string, fn func(env, path string, field reflect.Value) error) error {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		fenv := env + "_" + strings.ToUpper(name)
-		fpath := name
-		if path != "" {
-			fpath = path + "." + name
-		}
-		fv := v.Field(i)
-		if fv.Kind() == reflect.Struct {
-			if err := walkFields(fv, fenv, fpath, fn); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := fn(fenv, fpath, fv); err != nil {
-			return err
-		}
-	}
-	return nil
+// walkFields calls fn for every leaf field of the struct v (walkStructs'
+// walk) with its environment variable name: prefix, then the YAML path in
+// capitals with "_" for ".".
+func walkFields(v reflect.Value, prefix string, fn func(env, path string, field reflect.Value) error) error {
+	return walkStructs(v, "", func(path string, _ reflect.Value, _ reflect.StructField, fv reflect.Value) error {
+		return fn(prefix+"_"+strings.ToUpper(strings.ReplaceAll(path, ".", "_")), path, fv)
+	})
 }
