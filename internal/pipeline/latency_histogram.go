@@ -62,8 +62,9 @@ func (h *LatencyHistogram) Cumulative(bounds []time.Duration) []uint64 {
 	return out
 }
 
-// Quantile returns the upper bound of the bucket holding quantile q (0..1);
-// 0 when empty.
+// Quantile returns an upper bound of quantile q (0..1): the end of the
+// bucket holding it, or the largest sample when that is smaller (so that a
+// quantile never reads above the maximum); 0 when empty.
 func (h *LatencyHistogram) Quantile(q float64) time.Duration {
 	if h.count == 0 {
 		return 0
@@ -73,7 +74,7 @@ func (h *LatencyHistogram) Quantile(q float64) time.Duration {
 	for i, c := range h.buckets {
 		seen += c
 		if seen >= rank {
-			return time.Duration(i+1) * time.Millisecond
+			return min(time.Duration(i+1)*time.Millisecond, h.max)
 		}
 	}
 	return h.max
