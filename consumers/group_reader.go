@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -91,12 +92,18 @@ type ReaderConfig struct {
 	Limits schemas.EventLimits `yaml:"limits"`
 
 	// ResumeFrom is set by the wiring, never from YAML, when the scorer's
-	// state was restored from a checkpoint (or is rebuilt by a replay): the
-	// first generation starts each listed partition at its offset instead
-	// of at the committed one, and each unlisted partition at its earliest
-	// offset, so that the events after the checkpoint are applied again.
-	// Their outputs are rewritten with the same versions, which the sinks
-	// absorb. Nil means start at the committed offsets.
+	// state was restored from a checkpoint (or is rebuilt by a replay): it
+	// is, per partition, the next offset the state has not applied. The
+	// consumer then never starts a partition at its committed offset, which
+	// may be ahead of the state (commits go on after the last checkpoint):
+	// whenever a partition is assigned, in the first generation or any
+	// later one, it starts where the state stands — its ResumeFrom offset,
+	// moved on by every batch Next returns — and an unlisted partition,
+	// whose users the state does not hold, at its earliest offset. Events
+	// after the checkpoint are applied again and their outputs rewritten
+	// with the same versions, which the sinks absorb; events the state
+	// already holds are recognised per user and skipped by the scorer.
+	// Nil means start at the committed offsets.
 	ResumeFrom map[int]int64 `yaml:"-"`
 	// Auth secures the connections (TLS, SASL). Set by the wiring from
 	// kafka.tls and kafka.sasl, never from YAML. Nil means plaintext
@@ -196,9 +203,10 @@ func (c ReaderConfig) Validate() error {
 //
 // Error classes: Next returns ctx.Err() or ErrClosed; broker and network
 // errors while fetching are retried with backoff and logged, never
-// returned; a partition whose committed offset has been deleted by
-// retention restarts at its first available offset (logged as a warning
-// with the number of records skipped).
+// returned; a partition whose start offset has been deleted by retention
+// restarts at its first available offset: the records skipped are lost
+// before recstream could see them, so they are logged as an error and
+// counted (ConsumerStats.Truncated).
 type Consumer struct {
 	cfg     ReaderConfig
 	log     *zap.Logger
@@ -231,8 +239,14 @@ type Consumer struct {
 	// found committed when the generation started); older commits are
 	// skipped.
 	committed map[int]int64
-	// resume is ReaderConfig.ResumeFrom until the first generation used it.
+	// resume is, when the state was restored (ReaderConfig.ResumeFrom set),
+	// the position of the state per partition: ResumeFrom moved on by what
+	// Next returned. Nil when starts follow the committed offsets.
 	resume map[int]int64
+	// truncated counts records that the broker deleted (retention) before
+	// this consumer read them: they can be neither applied nor
+	// dead-lettered, so they are counted and logged as errors.
+	truncated int64
 }
 
 // NewConsumer checks cfg, checks that the input topic exists (it waits up
@@ -288,7 +302,7 @@ func NewConsumer(cfg ReaderConfig, log *zap.Logger) (*Consumer, error) {
 		assigned:  map[int]bool{},
 		delivered: map[int]int64{},
 		committed: map[int]int64{},
-		resume:    cfg.ResumeFrom,
+		resume:    maps.Clone(cfg.ResumeFrom),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.run()
@@ -358,15 +372,16 @@ func (c *Consumer) startGeneration(gen *kafka.Generation) {
 	for _, a := range assignments {
 		c.assigned[a.ID] = true
 		start := a.Offset // committed, or kafka.FirstOffset/LastOffset when none
-		if d, ok := c.delivered[a.ID]; ok && (start < 0 || d > start) {
-			start = d // kept across the rebalance: resume after what Next returned
-		}
-		if c.resume != nil {
-			// Restored state: re-read everything after the checkpoint.
+		switch d, ok := c.delivered[a.ID]; {
+		case c.resume != nil:
+			// Restored state: start where the state stands, whatever was
+			// committed meanwhile, so that no event escapes the state.
 			start = kafka.FirstOffset
 			if r, ok := c.resume[a.ID]; ok {
 				start = r
 			}
+		case ok && (start < 0 || d > start):
+			start = d // kept across the rebalance: resume after what Next returned
 		}
 		starts[a.ID] = start
 		if a.Offset >= 0 && a.Offset > c.committed[a.ID] {
@@ -383,7 +398,6 @@ func (c *Consumer) startGeneration(gen *kafka.Generation) {
 			delete(c.committed, p)
 		}
 	}
-	c.resume = nil
 	c.broadcastLocked()
 	c.mu.Unlock()
 
@@ -485,6 +499,9 @@ func (c *Consumer) Next(ctx context.Context) (*schemas.EventBatch, error) {
 		if b != nil {
 			for _, po := range b.Commit {
 				c.delivered[po.Partition] = po.Offset
+				if c.resume != nil {
+					c.resume[po.Partition] = po.Offset
+				}
 			}
 			c.broadcastLocked() // room for fetchers
 			c.mu.Unlock()
@@ -582,13 +599,19 @@ type ConsumerStats struct {
 	// this consumer or found committed when the partition was assigned
 	// (absent when the group has none).
 	Committed map[int]int64
+	// Truncated counts records the broker deleted (retention, or a
+	// DeleteRecords call) before this consumer read them. Anything but 0 is
+	// data loss outside recstream: the input topic's retention is shorter
+	// than the pipeline's lag or outage, or than the age of the records'
+	// timestamps (time retention judges a record by its timestamp).
+	Truncated int64
 }
 
 // Stats returns a snapshot of the consumer's state.
 func (c *Consumer) Stats() ConsumerStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := ConsumerStats{BufferedBatches: len(c.ready), PartialRecords: c.batcher.Records()}
+	s := ConsumerStats{BufferedBatches: len(c.ready), PartialRecords: c.batcher.Records(), Truncated: c.truncated}
 	if c.gen != nil {
 		s.Generation = c.gen.ID
 	}
@@ -846,7 +869,11 @@ func (f *fetcher) resetOutOfRange(conn *kafka.Conn) error {
 	switch {
 	case from < first:
 		f.next = first
-		f.log.Warn("offset is before the partition's first record: records were deleted before being consumed",
+		f.c.mu.Lock()
+		f.c.truncated += first - from
+		f.c.mu.Unlock()
+		f.log.Error("input records lost: the broker deleted them before they were read "+
+			"(the topic's retention is shorter than the consumer's lag, or than the age of the records' timestamps)",
 			zap.Int64("offset", from), zap.Int64("first", first), zap.Int64("skipped", first-from))
 	default: // past the end: the partition is shorter than what was read or committed
 		f.next = first

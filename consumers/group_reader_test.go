@@ -332,6 +332,87 @@ func TestConsumerOffsetOutOfRange(t *testing.T) {
 			t.Fatalf("returned deleted record %v", ps)
 		}
 	}
+	// Committed at 10, deleted up to 60: 50 records lost before they were
+	// read, and counted as such.
+	if got := c2.Stats().Truncated; got != 50 {
+		t.Fatalf("Truncated = %d, want the 50 records deleted past the committed offset", got)
+	}
+}
+
+// TestConsumerResumesRestoredStateInEveryGeneration: the scorer's state
+// was restored from a checkpoint at offset 10 of every partition, while the
+// group has committed every record. A partition that this consumer gets only
+// in a later generation (another member held it first) must still start
+// where the state stands, not at the committed offset: starting there skips
+// records the state never applied. Before the fix only the first generation
+// honoured ResumeFrom.
+func TestConsumerResumesRestoredStateInEveryGeneration(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	_, addrs := newCluster(t, 4)
+	p := newProducer(t, addrs)
+	p.produce(400, 4, 0)
+	cfg := ReaderConfig{Brokers: addrs, GroupID: "restored", HeartbeatInterval: 100 * time.Millisecond,
+		Batch: BatchConfig{MaxRows: 50, Linger: 10 * time.Millisecond}}
+
+	// Another member reads and commits everything, and keeps the partitions.
+	other, err := NewConsumer(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pos := range nextN(ctx, t, other, newSeen(t), len(p.all), nil) {
+		if err := other.Commit(ctx, pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	restored := cfg
+	restored.ResumeFrom = map[int]int64{0: 10, 1: 10, 2: 10, 3: 10}
+	c := newTestConsumer(t, restored)
+	for len(c.Stats().Partitions) == 0 { // the split generation
+		if ctx.Err() != nil {
+			t.Fatalf("restored consumer never got partitions: %+v", c.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	first := c.Stats().Partitions
+	if err := other.Close(); err != nil { // its partitions move in the next generation
+		t.Fatal(err)
+	}
+	waitAssigned(ctx, t, c, 4)
+
+	want := 0
+	for ps := range p.all {
+		if ps.O >= 10 {
+			want++
+		}
+	}
+	s := newSeen(t)
+	readCtx, stop := context.WithTimeout(ctx, 15*time.Second)
+	defer stop()
+	for len(s.pos) < want {
+		b, err := c.Next(readCtx)
+		if err != nil {
+			break
+		}
+		s.add(b)
+		b.Release()
+	}
+	for part := range 4 {
+		n := 0
+		for ps := range s.pos {
+			if ps.P == part {
+				if ps.O < 10 {
+					t.Errorf("record %v is before the restored state's position", ps)
+				}
+				n++
+			}
+		}
+		if n != 90 {
+			t.Errorf("partition %d: returned %d records from offset 10, want 90 (held in the first generation: %v): "+
+				"a partition assigned later started at its committed offset, past the restored state", part, n, first)
+		}
+	}
 }
 
 func TestConsumerStartLatest(t *testing.T) {

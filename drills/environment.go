@@ -167,15 +167,26 @@ func (e *environment) modelDir(version string) string { return filepath.Join(e.m
 // broker. recstream never creates its input; the dead-letter and output
 // topics it would create itself are made here as an operator would, so
 // that a run starts on a settled cluster.
+//
+// The input and dead-letter topics keep their records for ever
+// (retention.ms -1). Their records carry the input's event time as log time
+// (so that every topic holds byte-identical logs), and that time is months
+// old: the broker's default 7-day time retention judges a segment by its
+// newest record's timestamp, so the first retention check (30 s after a
+// broker starts, then every 5 min) deleted every record not yet fetched —
+// mid-drill, while a killed pipeline waited for its restart. The drill
+// counted those as lost (issue 16); they were deleted before recstream
+// could read them. The output topic is compacted, which deletes nothing by
+// time.
 func (e *environment) createTopics(ctx context.Context, partitions int, input, dlq, output string) error {
 	minISR := strconv.Itoa(minInsyncReplicas)
-	compact := "compact"
+	compact, forever := "compact", "-1"
 	for _, t := range []struct {
 		name    string
 		configs map[string]*string
 	}{
-		{input, map[string]*string{"min.insync.replicas": &minISR}},
-		{dlq, map[string]*string{"min.insync.replicas": &minISR}},
+		{input, map[string]*string{"min.insync.replicas": &minISR, "retention.ms": &forever}},
+		{dlq, map[string]*string{"min.insync.replicas": &minISR, "retention.ms": &forever}},
 		{output, map[string]*string{"min.insync.replicas": &minISR, "cleanup.policy": &compact}},
 	} {
 		resp, err := e.adm.CreateTopics(ctx, int32(partitions), replicationFactor, t.configs, t.name)

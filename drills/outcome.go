@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -231,10 +233,45 @@ func consumeTopic(ctx context.Context, brokers []string, topic string) ([]*kgo.R
 // else is in either.
 type accounting struct {
 	produced, valid, invalid int
-	applied                  int // valid records found in events FINAL
-	deadLettered             int // distinct input positions in the dead-letter topic
-	lost                     int // records in neither
+	applied                  int        // valid records found in events FINAL
+	deadLettered             int        // distinct input positions in the dead-letter topic
+	lost                     int        // records in neither
+	lostAt                   []position // where they are, in input order
 	misrouted                []string
+}
+
+// lostRanges describes where the lost records are, as offset ranges per
+// partition ("p0 1559-1899"), and how many of them lie below their
+// partition's log start offset in starts: records the broker deleted
+// (retention) before they were read.
+func (a accounting) lostRanges(starts map[int32]int64) (ranges string, deleted int) {
+	byPart := map[int32][]int64{}
+	for _, p := range a.lostAt {
+		byPart[p.Partition] = append(byPart[p.Partition], p.Offset)
+		if p.Offset < starts[p.Partition] {
+			deleted++
+		}
+	}
+	var parts []string
+	for _, part := range slices.Sorted(maps.Keys(byPart)) {
+		offs := byPart[part]
+		slices.Sort(offs)
+		var rs []string
+		for i := 0; i < len(offs); {
+			j := i
+			for j+1 < len(offs) && offs[j+1] == offs[j]+1 {
+				j++
+			}
+			if i == j {
+				rs = append(rs, strconv.FormatInt(offs[i], 10))
+			} else {
+				rs = append(rs, fmt.Sprintf("%d-%d", offs[i], offs[j]))
+			}
+			i = j + 1
+		}
+		parts = append(parts, fmt.Sprintf("p%d %s", part, strings.Join(first(rs, 8), ",")))
+	}
+	return strings.Join(parts, "; "), deleted
 }
 
 func account(records []inputRecord, positions []position, o *outcome) accounting {
@@ -253,6 +290,7 @@ func account(records []inputRecord, positions []position, o *outcome) accounting
 		switch {
 		case !dead && !applied:
 			a.lost++
+			a.lostAt = append(a.lostAt, p)
 		case r.kind == generator.KindValid && applied:
 			a.applied++
 			if dead {

@@ -59,6 +59,29 @@ func TestAccount(t *testing.T) {
 	}
 }
 
+func TestLostRanges(t *testing.T) {
+	tests := []struct {
+		name    string
+		lostAt  []position
+		starts  map[int32]int64
+		ranges  string
+		deleted int
+	}{
+		{"one range per partition", []position{{0, 5}, {0, 3}, {0, 4}, {2, 9}}, nil, "p0 3-5; p2 9", 0},
+		{"gaps split ranges", []position{{1, 1}, {1, 2}, {1, 7}}, map[int32]int64{}, "p1 1-2,7", 0},
+		{"below the log start: deleted by the broker", []position{{0, 1559}, {0, 1560}, {0, 1900}, {3, 4}},
+			map[int32]int64{0: 1900, 3: 0}, "p0 1559-1560,1900; p3 4", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ranges, deleted := accounting{lostAt: tt.lostAt}.lostRanges(tt.starts)
+			if ranges != tt.ranges || deleted != tt.deleted {
+				t.Errorf("lostRanges = %q, %d; want %q, %d", ranges, deleted, tt.ranges, tt.deleted)
+			}
+		})
+	}
+}
+
 func rec(user string, partition int32, offset int64, model string) schemas.Recommendation {
 	return schemas.Recommendation{UserID: user, Items: []string{"i1", "i2"}, Scores: []float32{0.5, 0.25}, ModelVersion: model,
 		Version: uint64(offset), EventTsMs: 1000, ProducedAtMs: 2000, Partition: partition, Offset: offset}

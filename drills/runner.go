@@ -33,6 +33,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
@@ -517,7 +518,7 @@ func (d *drillRun) execute(ctx context.Context, sc scenario, res *ScenarioResult
 	a := account(d.records, positions, o)
 	res.Produced, res.Valid, res.DeadLettered, res.Lost, res.Misrouted = a.produced, a.applied, a.deadLettered, a.lost, len(a.misrouted)
 	if a.lost > 0 {
-		res.breaks("%d input records lost: neither in ClickHouse events FINAL nor dead-lettered", a.lost)
+		res.breaks("%s", r.lostMessage(ctx, d.topic, a))
 	}
 	if a.applied+a.deadLettered != a.produced {
 		res.breaks("valid %d + dead-lettered %d != produced %d", a.applied, a.deadLettered, a.produced)
@@ -534,6 +535,31 @@ func (d *drillRun) execute(ctx context.Context, sc scenario, res *ScenarioResult
 			"that is not deterministic); first: %s", res.Conflicts, strings.Join(first(append(o.chConflicts, o.topicConflicts...), 3), "; "))
 	}
 	return positions, o, nil
+}
+
+// lostMessage says how many input records were lost, where they are, and
+// how many of them the broker itself deleted before they were read (below
+// their partition's log start offset): that cause lies outside recstream.
+func (r *Runner) lostMessage(ctx context.Context, topic string, a accounting) string {
+	starts := map[int32]int64{}
+	listed, err := r.env.adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		listed.Each(func(o kadm.ListedOffset) {
+			if o.Err == nil {
+				starts[o.Partition] = o.Offset
+			}
+		})
+	}
+	ranges, deleted := a.lostRanges(starts)
+	msg := fmt.Sprintf("%d input records lost: neither in ClickHouse events FINAL nor dead-lettered (%s)", a.lost, ranges)
+	switch {
+	case err != nil:
+		msg += fmt.Sprintf("; the input's log start offsets could not be listed: %v", err)
+	case deleted > 0:
+		msg += fmt.Sprintf("; %d of them lie below their partition's log start offset %v: the broker deleted them "+
+			"(retention) before they were read", deleted, starts)
+	}
+	return msg
 }
 
 // nameSeed derives a scenario's random stream from its name.

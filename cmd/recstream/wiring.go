@@ -100,6 +100,7 @@ func buildPipelineWith(ctx context.Context, cfg config.Config, log *zap.Logger, 
 		dlq = c.dlq
 	}
 	var ckpt *scorerCheckpointer
+	var ckptFrom map[int32]int64 // where the restored state stands
 	switch {
 	case opts.freshState:
 		cfg.Input.ResumeFrom = opts.resumeFrom
@@ -121,6 +122,12 @@ func buildPipelineWith(ctx context.Context, cfg config.Config, log *zap.Logger, 
 		if err != nil {
 			return nil, err
 		}
+		for part, off := range cfg.Input.ResumeFrom {
+			if ckptFrom == nil {
+				ckptFrom = map[int32]int64{}
+			}
+			ckptFrom[int32(part)] = off
+		}
 		ckpt = &scorerCheckpointer{store: store, scorer: c.scorer, topic: cfg.Input.Topic,
 			interval: cfg.Checkpoint.Interval, last: time.Now(), log: log.Named("checkpoints")}
 	}
@@ -129,7 +136,7 @@ func buildPipelineWith(ctx context.Context, cfg config.Config, log *zap.Logger, 
 	}
 	c.pipeline = pipeline.New(cfg.Pipeline, c.consumer, c.scorer, dlq, outputs, log.Named("pipeline"))
 	if ckpt != nil {
-		c.pipeline.SetCheckpointer(ckpt)
+		c.pipeline.SetCheckpointer(ckpt, ckptFrom)
 	}
 	return c, nil
 }

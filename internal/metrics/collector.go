@@ -36,6 +36,7 @@ var (
 	descGeneration    = desc("consumer_generation", "Current consumer group generation (0 between generations).")
 	descBuffered      = desc("consumer_buffered_batches", "Complete batches waiting for the pipeline (back-pressure holds it at max_buffered_batches).")
 	descPartial       = desc("consumer_partial_records", "Records in the batch being built.")
+	descTruncated     = desc("consumer_truncated_records_total", "Input records the broker deleted (retention) before they were read: lost outside recstream; alert on any increase.")
 	descLag           = desc("consumer_lag_records", "Records in a partition past the group's committed offset (end offset minus committed).", "topic", "partition")
 	descUnread        = desc("consumer_unread_records", "Records in a partition past what the consumer delivered (end offset minus delivered).", "topic", "partition")
 	descEndOffset     = desc("consumer_end_offset", "End offset (high watermark) of an assigned partition, as last listed.", "topic", "partition")
@@ -65,7 +66,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descInputRecords, descEventsValid, descDeadLetters, descRecommendations, descBatches, descSinkRetries,
 		descSinkErrors, descSinkUnavailable, descSinkOutage, descCommitFailures, descCheckpoints, descCheckpointFails,
 		descCheckpointAge, descCheckpointLast, descLatency, descRunning,
-		descPartitions, descGeneration, descBuffered, descPartial, descLag, descUnread, descEndOffset, descCommitted,
+		descPartitions, descGeneration, descBuffered, descPartial, descTruncated, descLag, descUnread, descEndOffset, descCommitted,
 		descLagAge, descLagErrors,
 		descScorerUsers, descEvictions, descExpiries, descSkipped, descModelSwaps, descModelRefusals, descModelInfo,
 		descReady, descLive,
@@ -170,6 +171,7 @@ func collectConsumer(ch chan<- prometheus.Metric, src *Sources, now time.Time) {
 	ch <- gauge(descGeneration, float64(cs.Generation))
 	ch <- gauge(descBuffered, float64(cs.BufferedBatches))
 	ch <- gauge(descPartial, float64(cs.PartialRecords))
+	ch <- counter(descTruncated, float64(cs.Truncated))
 	if src.Lag == nil {
 		return
 	}

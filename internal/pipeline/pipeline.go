@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -116,10 +117,15 @@ type Pipeline struct {
 	stats  *Stats
 	now    func() time.Time
 	ckpt   Checkpointer
-	obs    Observer // nil: none
+	// ckptFrom is where the scorer's state stood at start, per partition
+	// (the offsets of the checkpoint it was restored from).
+	ckptFrom map[int32]int64
+	obs      Observer // nil: none
 	// written holds, per partition, the position after the last batch
-	// written; only the writing goroutine touches it.
-	written map[int32]int64
+	// written (ckptFrom for partitions not written since start); only the
+	// writing goroutine touches it. wroteAny says a batch was written.
+	written  map[int32]int64
+	wroteAny bool
 }
 
 // New wires a pipeline. dlq may be nil only if the source never yields
@@ -145,7 +151,16 @@ func New(cfg Config, source Source, scorer Scorer, dlq DeadLetterSink, outputs [
 }
 
 // SetCheckpointer makes the pipeline take checkpoints; call before Run.
-func (p *Pipeline) SetCheckpointer(c Checkpointer) { p.ckpt = c }
+// from is, per partition, the position the scorer's state starts at: the
+// offsets of the checkpoint it was restored from, nil for none. Every
+// checkpoint names those partitions too, at their newest position, and not
+// only the partitions this process has read since it started: a checkpoint
+// that left one out would hold that partition's users without saying where
+// their state stands, and a restart from it would replay the partition from
+// its start (or, once the log start moved, miss events).
+func (p *Pipeline) SetCheckpointer(c Checkpointer, from map[int32]int64) {
+	p.ckpt, p.ckptFrom = c, maps.Clone(from)
+}
 
 // Stats returns the live statistics of the pipeline.
 func (p *Pipeline) Stats() *Stats { return p.stats }
@@ -201,7 +216,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.log.Info("pipeline stopped: input drained, batches in flight written and committed")
 	// Every scored batch is written now, so the state matches the positions
 	// written: a last checkpoint spares the next start a replay.
-	if p.ckpt != nil && len(p.written) > 0 {
+	if p.ckpt != nil && p.wroteAny {
 		if pending := p.ckpt.Capture(p.written); pending != nil {
 			if err := pending.Save(work); err != nil {
 				p.log.Warn("final checkpoint failed; the next start replays from the previous one", zap.Error(err))
@@ -237,7 +252,10 @@ func (sb scoredBatch) release() {
 // It closes out.
 func (p *Pipeline) scoreLoop(ctx, work context.Context, out chan<- scoredBatch) {
 	defer close(out)
-	positions := map[int32]int64{}
+	positions := maps.Clone(p.ckptFrom)
+	if positions == nil {
+		positions = map[int32]int64{}
+	}
 	for {
 		batch, err := p.source.Next(ctx)
 		if err != nil {
@@ -326,12 +344,16 @@ func (p *Pipeline) write(ctx context.Context, sb scoredBatch) error {
 		p.log.Warn("commit input offsets failed; the batch will be re-read after a restart",
 			zap.Int("partitions", len(batch.Commit)), zap.Error(err))
 	}
-	for _, pos := range batch.Commit {
+	if p.written == nil {
+		p.written = maps.Clone(p.ckptFrom)
 		if p.written == nil {
 			p.written = map[int32]int64{}
 		}
+	}
+	for _, pos := range batch.Commit {
 		p.written[int32(pos.Partition)] = pos.Offset
 	}
+	p.wroteAny = true
 	committed := p.now()
 	p.stats.recordBatch(batch, recs, sb.start, sb.scored, writeStart, written, committed)
 	if p.obs != nil {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -119,4 +122,97 @@ func (s *recoveringSink) Write(context.Context, *schemas.EventBatch, *schemas.Re
 		return s.err
 	}
 	return nil
+}
+
+// partitionSource yields one empty batch per entry of commits, then blocks
+// until ctx ends.
+type partitionSource struct {
+	commits [][]schemas.PartitionOffset
+	taken   atomic.Int64
+}
+
+func (s *partitionSource) Next(ctx context.Context) (*schemas.EventBatch, error) {
+	i := int(s.taken.Load())
+	if i == len(s.commits) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	s.taken.Add(1)
+	b := schemas.NewEventBuilder(nil)
+	defer b.Release()
+	return &schemas.EventBatch{Events: b.NewRecord(), Commit: s.commits[i]}, nil
+}
+
+func (s *partitionSource) Commit(context.Context, []schemas.PartitionOffset) error { return nil }
+
+// recordingCheckpointer captures a checkpoint after every batch and keeps
+// the positions of each save, in order.
+type recordingCheckpointer struct {
+	mu    sync.Mutex
+	saved []map[int32]int64
+}
+
+func (c *recordingCheckpointer) Capture(positions map[int32]int64) PendingCheckpoint {
+	return recordedSave{c: c, positions: maps.Clone(positions)}
+}
+
+func (c *recordingCheckpointer) saves() []map[int32]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.saved)
+}
+
+type recordedSave struct {
+	c         *recordingCheckpointer
+	positions map[int32]int64
+}
+
+func (s recordedSave) Save(context.Context) error {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.c.saved = append(s.c.saved, s.positions)
+	return nil
+}
+
+// TestCheckpointsNameEveryPartitionOfTheRestoredState: the state was
+// restored from a checkpoint of four partitions and the first batches after
+// the restart hold only some of them. Every checkpoint must still name all
+// four, the partitions not read yet at the restored position: a checkpoint
+// that named only the partitions read since the restart (the kill -9 drill
+// found generations of one partition) sent the next restart to replay the
+// others from their start, and past records the broker had deleted.
+func TestCheckpointsNameEveryPartitionOfTheRestoredState(t *testing.T) {
+	restored := map[int32]int64{0: 443, 1: 441, 2: 500, 3: 616}
+	src := &partitionSource{commits: [][]schemas.PartitionOffset{
+		{{Partition: 3, Offset: 1116}},
+		{{Partition: 1, Offset: 700}, {Partition: 3, Offset: 1200}},
+	}}
+	ckpt := &recordingCheckpointer{}
+	p := New(Config{}, src, emptyScorer{}, nil, []NamedSink{{Name: "ch", Sink: &failingSink{ok: 1 << 30}}}, zaptest.NewLogger(t))
+	p.SetCheckpointer(ckpt, restored)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(ckpt.saves()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want := []map[int32]int64{
+		{0: 443, 1: 441, 2: 500, 3: 1116},
+		{0: 443, 1: 700, 2: 500, 3: 1200},
+		{0: 443, 1: 700, 2: 500, 3: 1200}, // the final checkpoint of the soft stop
+	}
+	got := ckpt.saves()
+	if len(got) != len(want) {
+		t.Fatalf("saved %d checkpoints %v, want %d", len(got), got, len(want))
+	}
+	for i := range want {
+		if !maps.Equal(got[i], want[i]) {
+			t.Errorf("checkpoint %d names positions %v, want %v", i+1, got[i], want[i])
+		}
+	}
 }
