@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -78,6 +79,11 @@ type Config struct {
 	BatchRows int `yaml:"batch_rows" json:"batch_rows"`
 	// PoisonRecords is the size of poison-burst's burst. Default 200.
 	PoisonRecords int `yaml:"poison_records" json:"poison_records"`
+	// Contention is how many cores the drill keeps busy beside the
+	// pipeline for its whole length (the reference run too), so that the
+	// guarantees are checked on a loaded machine. 0, the default, means
+	// none.
+	Contention int `yaml:"contention" json:"contention"`
 	// WorkDir holds the drill's Kafka cluster, ClickHouse server, models,
 	// pipeline configurations and logs. Required. The drill removes and
 	// recreates its own subdirectories of it (kafka, clickhouse, models,
@@ -131,6 +137,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("session_timeout: must be >= 1s (the drill's brokers allow no less), got %s", c.SessionTimeout)
 	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout:
 		return fmt.Errorf("heartbeat_interval: must be > 0 and below session_timeout (%s), got %s", c.SessionTimeout, c.HeartbeatInterval)
+	case c.Contention < 0 || c.Contention > runtime.NumCPU():
+		return fmt.Errorf("contention: must be 0 to %d (the cores here), got %d", runtime.NumCPU(), c.Contention)
 	case c.CheckpointInterval <= 0:
 		return fmt.Errorf("checkpoint_interval: must be > 0, got %s", c.CheckpointInterval)
 	case c.BatchRows < 1:

@@ -46,6 +46,7 @@ type Settings struct {
 	CheckpointIntervalSeconds float64  `json:"checkpoint_interval_seconds"`
 	BatchRows                 int      `json:"batch_rows"`
 	PoisonRecords             int      `json:"poison_records"`
+	Contention                int      `json:"contention"`
 }
 
 func settingsOf(c Config) Settings {
@@ -53,6 +54,7 @@ func settingsOf(c Config) Settings {
 		Scenarios: c.ordered(), Seed: c.Seed, Events: c.Events, Kills: c.Kills, OutageSeconds: c.Outage.Seconds(),
 		Partitions: c.Partitions, SessionTimeoutSeconds: c.SessionTimeout.Seconds(),
 		CheckpointIntervalSeconds: c.CheckpointInterval.Seconds(), BatchRows: c.BatchRows, PoisonRecords: c.PoisonRecords,
+		Contention: c.Contention,
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -152,6 +153,10 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	}
 	defer env.Close()
 	r.env = env
+	if r.cfg.Contention > 0 {
+		note(fmt.Sprintf("keeping %d of %d cores busy beside the pipeline", r.cfg.Contention, runtime.NumCPU()))
+	}
+	defer startContention(r.cfg.Contention)()
 	rep.Cluster = ClusterInfo{KafkaBrokers: clusterBrokers, KafkaAddrs: env.kafka.Addrs(), ReplicationFactor: replicationFactor,
 		MinInsyncReplicas: minInsyncReplicas, ClickHouseAddr: env.ch.Addr(), ModelV1: env.v1, ModelV2: env.v2}
 

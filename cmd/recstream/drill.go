@@ -26,6 +26,8 @@ type drillOptions struct {
 	report    string
 	timeline  string
 	logLevel  string
+	// seeds, when set, runs the drill once per seed (drills.ParseSeeds).
+	seeds string
 }
 
 func newDrillCommand() *cobra.Command {
@@ -52,6 +54,11 @@ topics, consumer group and ClickHouse database with the same input:
   corrupt-checkpoint  the newest checkpoint corrupted, then kill -9 and restart
   model-rollback      model v2 activated mid-stream, then rolled back to v1
 
+With --seeds (for example --seeds 1-20) it runs the whole drill once per
+seed, each on a fresh cluster, and reports every run and each scenario's
+worst one: a guarantee holds only if it holds in every run. --contention N
+keeps N cores busy beside the pipeline throughout, as a loaded machine would.
+
 For each scenario it reports events lost (must be 0), final recommendations
 that differ from the reference in ClickHouse FINAL or the compacted output
 topic (must be 0), duplicates the idempotent sinks absorbed, and the RTO:
@@ -63,6 +70,7 @@ listed) or the drill could not run; 2 bad usage. Needs 'make setup' (Java
 and Apache Kafka's jars, ClickHouse, ONNX Runtime).`,
 		Example: `  recstream drill --scenarios all --seed 1 --report drill.md --json drill.json --timeline drill.png
   recstream drill --scenarios kill9,clickhouse-outage --kills 5 --outage 10s
+  recstream drill --scenarios kill9 --seeds 1-20 --contention 1 --report kill9-seeds.md
   make drill`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -73,6 +81,8 @@ and Apache Kafka's jars, ClickHouse, ONNX Runtime).`,
 	f := cmd.Flags()
 	f.StringVar(&o.scenarios, "scenarios", "all", "comma-separated scenarios to run, or all: "+strings.Join(drills.AllScenarios(), ","))
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of the input, the model and every random choice (kill points)")
+	f.StringVar(&o.seeds, "seeds", "", "run the drill once per seed and report the worst run, e.g. 1-20 or 3,7,11 (instead of --seed)")
+	f.IntVar(&cfg.Contention, "contention", 0, "cores to keep busy beside the pipeline for the whole drill (CPU contention)")
 	f.StringVar(&o.jsonPath, "json", "", "write the report as JSON to this file")
 	f.StringVar(&o.report, "report", "", "write the report as Markdown to this file")
 	f.StringVar(&o.timeline, "timeline", "", "draw the scenarios' timelines into this PNG file")
@@ -136,6 +146,19 @@ func runDrill(ctx context.Context, cfg drills.Config, o drillOptions, command st
 	}
 	defer log.Sync() //nolint:errcheck // nothing useful to do on a failed flush
 	show := newDrillProgress(os.Stderr)
+	if o.seeds != "" {
+		seeds, err := drills.ParseSeeds(o.seeds)
+		if err != nil {
+			return usageError{fmt.Errorf("--%w", err)}
+		}
+		sw, err := drills.RunSweep(ctx, cfg, seeds, log, show.observe)
+		show.done()
+		if err != nil {
+			return fmt.Errorf("drill: %w", err)
+		}
+		sw.Command = command
+		return writeSweep(sw, o, out)
+	}
 	r, err := drills.New(cfg, log, show.observe)
 	if err != nil {
 		return usageError{err}
@@ -175,6 +198,42 @@ func runDrill(ctx context.Context, cfg drills.Config, o drillOptions, command st
 	}
 	fmt.Fprintf(out, "every guarantee held in %d scenarios (%s)\n", len(rep.Scenarios),
 		(time.Duration(rep.Seconds * float64(time.Second))).Round(time.Second))
+	return nil
+}
+
+// writeSweep writes a sweep's report files (the timeline is the worst
+// run's), prints its worst-run table to out, and fails when a guarantee
+// broke in any run.
+func writeSweep(sw *drills.Sweep, o drillOptions, out io.Writer) error {
+	if o.jsonPath != "" {
+		if err := drills.WriteFile(o.jsonPath, sw.WriteJSON); err != nil {
+			return err
+		}
+	}
+	if o.report != "" {
+		if err := drills.WriteFile(o.report, sw.WriteMarkdown); err != nil {
+			return err
+		}
+	}
+	if worst := sw.WorstReport(); o.timeline != "" && worst != nil {
+		if err := drills.WriteTimeline(o.timeline, worst); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(out)
+	if err := sw.Table(out); err != nil {
+		return err
+	}
+	for _, p := range []string{o.report, o.jsonPath, o.timeline} {
+		if p != "" {
+			fmt.Fprintf(out, "wrote %s\n", p)
+		}
+	}
+	if !sw.Passed {
+		return fmt.Errorf("%d guarantees broken over %d seeds:\n  %s", len(sw.Broken), len(sw.Seeds), strings.Join(sw.Broken, "\n  "))
+	}
+	fmt.Fprintf(out, "every guarantee held in every run over %d seeds (%s)\n", len(sw.Seeds),
+		(time.Duration(sw.Seconds * float64(time.Second))).Round(time.Second))
 	return nil
 }
 

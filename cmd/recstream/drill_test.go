@@ -21,6 +21,8 @@ func TestDrillRefusesBadUsage(t *testing.T) {
 		{"no such binary", []string{"--binary", "/nonexistent/recstream"}},
 		{"bad duration", []string{"--outage", "soon"}},
 		{"session below the brokers' minimum", []string{"--session-timeout", "200ms"}},
+		{"backwards seed range", []string{"--seeds", "5-2"}},
+		{"more contention than cores", []string{"--contention", "999"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
