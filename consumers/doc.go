@@ -4,8 +4,8 @@
 // pipeline micro-batches (schemas.EventBatch) built by a Batcher
 // (batcher.go): valid events as an Arrow record, rejected records as dead
 // letters, and the offsets to commit once every sink has acknowledged the
-// batch. DeadLetterWriter (dead_letter_writer.go) writes the rejected
-// records to the dead-letter topic; EnsureTopic (topics.go) creates topics.
+// batch. The rejected records are written to the dead-letter topic by an
+// output, sinks.DeadLetterSink, like every other output.
 //
 // The producer contract the decoder enforces is schemas/EVENTS.md.
 package consumers

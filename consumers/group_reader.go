@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/recstream/recstream/internal/kafkaauth"
 	"github.com/recstream/recstream/schemas"
 )
 
@@ -64,7 +63,7 @@ type ReaderConfig struct {
 	// "recstream".
 	GroupID string `yaml:"group_id"`
 	// DeadLetterTopic is where rejected records go (written by a
-	// DeadLetterWriter, not by the Consumer). Zero means "clickstream.dlq".
+	// sinks.DeadLetterSink, not by the Consumer). Zero means "clickstream.dlq".
 	DeadLetterTopic string `yaml:"dead_letter_topic"`
 	// StartOffset says where to start a partition that has no committed
 	// offset, and where to go when the committed offset is past the end of
@@ -105,10 +104,11 @@ type ReaderConfig struct {
 	// already holds are recognised per user and skipped by the scorer.
 	// Nil means start at the committed offsets.
 	ResumeFrom map[int]int64 `yaml:"-"`
-	// Auth secures the connections (TLS, SASL). Set by the wiring from
-	// kafka.tls and kafka.sasl, never from YAML. Nil means plaintext
-	// without authentication.
-	Auth *kafkaauth.Auth `yaml:"-"`
+	// Dialer connects to the brokers, for the group and every fetcher. The
+	// wiring sets it, never YAML, with the TLS and SASL of kafka.tls and
+	// kafka.sasl. Nil means plaintext without authentication, 10 s dial
+	// timeout.
+	Dialer *kafka.Dialer `yaml:"-"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -262,7 +262,10 @@ func NewConsumer(cfg ReaderConfig, log *zap.Logger) (*Consumer, error) {
 		log = zap.NewNop()
 	}
 	log = log.With(zap.String("topic", cfg.Topic), zap.String("group", cfg.GroupID))
-	dialer := cfg.Auth.Dialer(10 * time.Second)
+	dialer := cfg.Dialer
+	if dialer == nil {
+		dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

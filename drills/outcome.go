@@ -15,9 +15,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/recstream/recstream/consumers"
 	"github.com/recstream/recstream/internal/generator"
 	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/sinks"
 )
 
 // topicRecord is one record of the output topic.
@@ -100,15 +100,15 @@ func collectOutcome(ctx context.Context, env *environment, database, input, dlq,
 		for _, kv := range r.Headers {
 			h[kv.Key] = string(kv.Value)
 		}
-		if h[consumers.HeaderSourceTopic] != input {
-			return nil, fmt.Errorf("dead letter %s/%d@%d names source topic %q, want %q", dlq, r.Partition, r.Offset, h[consumers.HeaderSourceTopic], input)
+		if h[sinks.HeaderSourceTopic] != input {
+			return nil, fmt.Errorf("dead letter %s/%d@%d names source topic %q, want %q", dlq, r.Partition, r.Offset, h[sinks.HeaderSourceTopic], input)
 		}
-		p, perr := strconv.ParseInt(h[consumers.HeaderSourcePartition], 10, 32)
-		off, oerr := strconv.ParseInt(h[consumers.HeaderSourceOffset], 10, 64)
+		p, perr := strconv.ParseInt(h[sinks.HeaderSourcePartition], 10, 32)
+		off, oerr := strconv.ParseInt(h[sinks.HeaderSourceOffset], 10, 64)
 		if perr != nil || oerr != nil {
 			return nil, fmt.Errorf("dead letter %s/%d@%d lacks its source position: %v", dlq, r.Partition, r.Offset, h)
 		}
-		o.dead[position{int32(p), off}] = h[consumers.HeaderReason]
+		o.dead[position{int32(p), off}] = h[sinks.HeaderReason]
 	}
 	return o, nil
 }

@@ -3,6 +3,7 @@ package sinks
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,7 +15,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"go.uber.org/zap"
 
-	"github.com/recstream/recstream/internal/tlsconfig"
 	"github.com/recstream/recstream/schemas"
 )
 
@@ -42,8 +42,9 @@ type ClickHouseConfig struct {
 	// and Kubernetes secrets. Set at most one of the two.
 	PasswordFile string `yaml:"password_file" secretfile:"Password"`
 	// TLS encrypts the connection (the server's secure native port, 9440 by
-	// default). Off by default.
-	TLS tlsconfig.Config `yaml:"tls"`
+	// default). The wiring builds it from clickhouse.tls, never YAML here.
+	// Nil means plaintext.
+	TLS *tls.Config `yaml:"-"`
 	// DialTimeout bounds connecting. Default 5s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// ReadTimeout bounds waiting for the server's answer, an insert's
@@ -143,9 +144,6 @@ func (c ClickHouseConfig) Validate() error {
 	if c.InsertChunkRows <= 0 || c.InsertChunkRows > 1_000_000 {
 		return fmt.Errorf("insert_chunk_rows: must be in 1..1000000, got %d", c.InsertChunkRows)
 	}
-	if err := c.TLS.Validate(); err != nil {
-		return fmt.Errorf("tls.%w", err)
-	}
 	return nil
 }
 
@@ -180,12 +178,8 @@ func NewClickHouseSink(ctx context.Context, cfg ClickHouseConfig, log *zap.Logge
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("clickhouse config: %w", err)
 	}
-	tlsCfg, err := cfg.TLS.Build()
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse config: tls.%w", err)
-	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
-		TLS:  tlsCfg,
+		TLS:  cfg.TLS,
 		Addr: cfg.Addr,
 		// Tables are always named with their database: the database may not
 		// exist until the DDL has run.

@@ -14,7 +14,6 @@ import (
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
-	"github.com/recstream/recstream/internal/kafkaauth"
 	"github.com/recstream/recstream/schemas"
 )
 
@@ -60,10 +59,13 @@ type KafkaSinkConfig struct {
 	// Default lz4 (the JSON repeats item ids and field names).
 	Compression string `yaml:"compression"`
 
-	// Auth secures the connections (TLS, SASL). Set by the wiring from
-	// kafka.tls and kafka.sasl, never from YAML. Nil means plaintext
-	// without authentication.
-	Auth *kafkaauth.Auth `yaml:"-"`
+	// Transport carries the sink's requests to the brokers. The wiring
+	// sets it, never YAML, with the TLS and SASL of kafka.tls and
+	// kafka.sasl; give the sink one of its own (a shared transport caches
+	// topic metadata and reports a topic created after its first look as
+	// unknown). Nil means a new plaintext transport without authentication,
+	// 5 s dial timeout.
+	Transport *kafka.Transport `yaml:"-"`
 }
 
 // Defaults of KafkaSinkConfig.
@@ -174,9 +176,10 @@ func NewKafkaSink(ctx context.Context, cfg KafkaSinkConfig, log *zap.Logger) (*K
 		return nil, fmt.Errorf("kafka output config: %w", err)
 	}
 	compression, _ := kafkaCompression(cfg.Compression)
-	// A Transport of its own: the shared default caches topic metadata and
-	// reports a topic created after its first look as unknown.
-	transport := cfg.Auth.Transport(5 * time.Second)
+	transport := cfg.Transport
+	if transport == nil {
+		transport = &kafka.Transport{DialTimeout: 5 * time.Second}
+	}
 	s := &KafkaSink{cfg: cfg, log: log, transport: transport}
 	s.scratch.New = func() any { return new(kafkaScratch) }
 	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: transport, Timeout: 10 * time.Second}
@@ -225,16 +228,9 @@ func (s *KafkaSink) ensureTopic(ctx context.Context, client *kafka.Client) error
 				partitions = n
 			}
 		}
-		resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-			Topic:             topic,
-			NumPartitions:     partitions,
-			ReplicationFactor: s.cfg.ReplicationFactor,
-			ConfigEntries:     []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}},
-		}}})
+		err := createTopic(ctx, client, TopicSpec{Name: topic, Partitions: partitions, ReplicationFactor: s.cfg.ReplicationFactor,
+			Configs: map[string]string{"cleanup.policy": "compact"}})
 		if err != nil {
-			return classify("create output topic "+topic, err, isKafkaTransient)
-		}
-		if err := resp.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
 			return classify("create output topic "+topic, err, isKafkaTransient)
 		}
 		s.log.Info("created output topic", zap.String("topic", topic), zap.Int("partitions", partitions),
@@ -409,7 +405,7 @@ func (s *KafkaSink) Write(ctx context.Context, _ *schemas.EventBatch, recs *sche
 	if err != nil {
 		// The writer may still hold the messages (it returns as soon as ctx
 		// ends, with batches in flight): do not reuse their memory.
-		return s.writeError(ctx, fmt.Sprintf("produce %d records to %s", n, s.cfg.Topic), err)
+		return kafkaWriteError(ctx, fmt.Sprintf("produce %d records to %s", n, s.cfg.Topic), s.cfg.BatchBytes, err)
 	}
 	s.scratch.Put(sc)
 	return nil
@@ -424,14 +420,16 @@ func encodedSizeHint(rows *schemas.RecommendationRows, n int) int {
 		len(rows.ItemValues.ValueBytes()) + 3*rows.ItemValues.Len() + 16*rows.ScoreValues.Len()
 }
 
-func (s *KafkaSink) writeError(ctx context.Context, what string, err error) error {
+// kafkaWriteError classifies a kafka-go Writer's error into the package's
+// classes (see the package documentation), saying what was being done.
+func kafkaWriteError(ctx context.Context, what string, batchBytes int, err error) error {
 	if ctxErr := ctx.Err(); errors.Is(ctxErr, context.Canceled) {
 		return fmt.Errorf("%s: %w", what, ctxErr)
 	}
 	var tooLarge kafka.MessageTooLargeError
 	if errors.As(err, &tooLarge) {
 		return fmt.Errorf("%s: a record of %d bytes exceeds batch_bytes %d: %w",
-			what, len(tooLarge.Message.Key)+len(tooLarge.Message.Value), s.cfg.BatchBytes, err)
+			what, len(tooLarge.Message.Key)+len(tooLarge.Message.Value), batchBytes, err)
 	}
 	var werrs kafka.WriteErrors
 	if errors.As(err, &werrs) {

@@ -225,7 +225,11 @@ func rebuildClickHouseFromOutput(ctx context.Context, cfg config.Config, chunk i
 	if chunk <= 0 {
 		return usageError{fmt.Errorf("--chunk: must be > 0, got %d", chunk)}
 	}
-	sink, err := sinks.NewClickHouseSink(ctx, cfg.ClickHouse, log.Named("clickhouse"))
+	chCfg, err := cfg.ClickHouse.Sink()
+	if err != nil {
+		return err
+	}
+	sink, err := sinks.NewClickHouseSink(ctx, chCfg, log.Named("clickhouse"))
 	if err != nil {
 		return fmt.Errorf("start clickhouse sink: %w", err)
 	}

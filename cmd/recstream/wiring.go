@@ -23,7 +23,7 @@ import (
 // closed in reverse order of creation.
 type components struct {
 	consumer   *consumers.Consumer
-	dlq        *consumers.DeadLetterWriter
+	dlq        *sinks.DeadLetterSink
 	scorer     *scorers.Scorer
 	clickhouse *sinks.ClickHouseSink
 	output     *sinks.KafkaSink
@@ -72,13 +72,20 @@ func buildPipelineWith(ctx context.Context, cfg config.Config, log *zap.Logger, 
 	if c.auth, err = connectKafka(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	cfg.Input.Auth, cfg.Output.Auth = c.auth, c.auth
+	// Security arrives at the stages as values: a dialer for the consumer,
+	// a transport of its own for each Kafka sink, a TLS config for ClickHouse.
+	cfg.Input.Dialer = c.auth.Dialer(10 * time.Second)
+	cfg.Output.Transport = c.auth.Transport(5 * time.Second)
 	if c.scorer, err = scorers.NewScorer(cfg.Scorer, log.Named("scorer")); err != nil {
 		return nil, fmt.Errorf("start scorer: %w", err)
 	}
 	var outputs []pipeline.NamedSink
 	if !opts.skipClickHouse {
-		if c.clickhouse, err = sinks.NewClickHouseSink(ctx, cfg.ClickHouse, log.Named("clickhouse")); err != nil {
+		chCfg, err := cfg.ClickHouse.Sink()
+		if err != nil {
+			return nil, err
+		}
+		if c.clickhouse, err = sinks.NewClickHouseSink(ctx, chCfg, log.Named("clickhouse")); err != nil {
 			return nil, fmt.Errorf("start clickhouse sink: %w", err)
 		}
 		outputs = append(outputs, pipeline.NamedSink{Name: "clickhouse", Sink: c.clickhouse})
@@ -93,10 +100,13 @@ func buildPipelineWith(ctx context.Context, cfg config.Config, log *zap.Logger, 
 	if !opts.discardDeadLetters {
 		// The dead-letter topic must exist before the first bad event
 		// arrives; it keeps the broker's default partitions and replication.
-		if err = consumers.EnsureTopic(ctx, cfg.Input.Brokers, c.auth, consumers.TopicSpec{Name: cfg.Input.DeadLetterTopic}); err != nil {
+		admin := c.auth.Transport(0)
+		err = sinks.EnsureTopic(ctx, cfg.Input.Brokers, admin, sinks.TopicSpec{Name: cfg.Input.DeadLetterTopic})
+		admin.CloseIdleConnections()
+		if err != nil {
 			return nil, fmt.Errorf("ensure dead-letter topic: %w", err)
 		}
-		c.dlq = consumers.NewDeadLetterWriter(cfg.Input.Brokers, cfg.Input.DeadLetterTopic, c.auth, log.Named("dlq"))
+		c.dlq = sinks.NewDeadLetterSink(cfg.Input.Brokers, cfg.Input.DeadLetterTopic, c.auth.Transport(0), log.Named("dlq"))
 		dlq = c.dlq
 	}
 	var ckpt *scorerCheckpointer

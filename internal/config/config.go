@@ -41,7 +41,7 @@ type Config struct {
 	// Scorer is the model and user-state configuration.
 	Scorer scorers.Config `yaml:"scorer"`
 	// ClickHouse is the analytics and serving sink.
-	ClickHouse sinks.ClickHouseConfig `yaml:"clickhouse"`
+	ClickHouse ClickHouseConfig `yaml:"clickhouse"`
 	// Output is the Kafka output topic of recommendations.
 	Output sinks.KafkaSinkConfig `yaml:"output"`
 	// Checkpoint saves user state with the offsets it reflects.
@@ -54,8 +54,46 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 }
 
+// ClickHouseConfig is the ClickHouse sink's section: the sink's own
+// settings, and the files that secure its connection, which the sink takes
+// built (Sink).
+type ClickHouseConfig struct {
+	sinks.ClickHouseConfig `yaml:",inline"`
+	// TLSFiles encrypts the connection (the server's secure native port,
+	// 9440 by default). Off by default.
+	TLSFiles tlsconfig.Config `yaml:"tls"`
+}
+
+// WithDefaults fills the sink's zero fields.
+func (c ClickHouseConfig) WithDefaults() ClickHouseConfig {
+	c.ClickHouseConfig = c.ClickHouseConfig.WithDefaults()
+	return c
+}
+
+// Validate reports the first invalid field, by its path below clickhouse.
+func (c ClickHouseConfig) Validate() error {
+	if err := c.ClickHouseConfig.Validate(); err != nil {
+		return err
+	}
+	if err := c.TLSFiles.Validate(); err != nil {
+		return fmt.Errorf("tls.%w", err)
+	}
+	return nil
+}
+
+// Sink returns the sink's configuration with its TLS built from the files.
+func (c ClickHouseConfig) Sink() (sinks.ClickHouseConfig, error) {
+	sc := c.ClickHouseConfig
+	tlsCfg, err := c.TLSFiles.Build()
+	if err != nil {
+		return sc, fmt.Errorf("clickhouse.tls.%w", err)
+	}
+	sc.TLS = tlsCfg
+	return sc, nil
+}
+
 // KafkaConfig names the Kafka cluster and how to connect to it. Every
-// Kafka client of the process (consumer, dead-letter writer, topic
+// Kafka client of the process (consumer, dead-letter sink, topic
 // creation, output sink, lag monitor) uses the same TLS and SASL.
 type KafkaConfig struct {
 	// Brokers are host:port addresses of the cluster. Required.

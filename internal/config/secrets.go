@@ -119,7 +119,10 @@ func walkStructs(v reflect.Value, path string, fn func(path string, parent refle
 
 // yamlPath is the dotted YAML path of field f below parent.
 func yamlPath(parent string, f reflect.StructField) string {
-	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	if name == "" && opts == "inline" {
+		return parent // an inlined struct's fields sit in its parent's section
+	}
 	if name == "" {
 		name = strings.ToLower(f.Name)
 	}

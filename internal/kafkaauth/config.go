@@ -1,7 +1,7 @@
 // Package kafkaauth secures recstream's Kafka connections: it turns the
 // kafka.tls and kafka.sasl configuration into what kafka-go (Dialer,
 // Transport) and franz-go (kgo options) need, in one place, so that every
-// Kafka client of the product (the group consumer, the dead-letter writer,
+// Kafka client of the product (the group consumer, the dead-letter sink,
 // topic creation, the output sink, the generator's producer, the lag
 // monitor) connects the same way.
 //

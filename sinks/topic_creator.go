@@ -1,4 +1,4 @@
-package consumers
+package sinks
 
 import (
 	"context"
@@ -8,8 +8,6 @@ import (
 	"slices"
 
 	"github.com/segmentio/kafka-go"
-
-	"github.com/recstream/recstream/internal/kafkaauth"
 )
 
 // TopicSpec describes a topic for EnsureTopic.
@@ -27,20 +25,28 @@ type TopicSpec struct {
 }
 
 // EnsureTopic creates spec's topic when it does not exist, connecting
-// through auth (TLS, SASL; nil means plaintext). An existing topic is left
-// as it is, even when its partitions or configs differ from spec.
-func EnsureTopic(ctx context.Context, brokers []string, auth *kafkaauth.Auth, spec TopicSpec) error {
-	if spec.Name == "" {
-		return errors.New("ensure topic: name is required")
-	}
+// through transport (the wiring's, with TLS and SASL; nil means a new
+// plaintext one). An existing topic is left as it is, even when its
+// partitions or configs differ from spec.
+func EnsureTopic(ctx context.Context, brokers []string, transport *kafka.Transport, spec TopicSpec) error {
 	if len(brokers) == 0 {
 		return fmt.Errorf("ensure topic %s: no brokers", spec.Name)
 	}
-	// A transport of its own: the shared default caches metadata (FACTS.md).
-	transport := auth.Transport(0)
-	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport}
+	if transport == nil {
+		// Its own: the shared default caches metadata (FACTS.md).
+		transport = &kafka.Transport{}
+		defer transport.CloseIdleConnections()
+	}
+	return createTopic(ctx, &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport}, spec)
+}
 
+// createTopic creates spec's topic through client unless it exists: the
+// one place recstream creates topics (the dead-letter topic, the output
+// topic).
+func createTopic(ctx context.Context, client *kafka.Client, spec TopicSpec) error {
+	if spec.Name == "" {
+		return errors.New("ensure topic: name is required")
+	}
 	tc := kafka.TopicConfig{Topic: spec.Name, NumPartitions: -1, ReplicationFactor: -1}
 	if spec.Partitions > 0 {
 		tc.NumPartitions = spec.Partitions

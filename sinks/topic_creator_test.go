@@ -1,4 +1,4 @@
-package consumers
+package sinks
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 func TestEnsureTopic(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, addrs := newCluster(t, 1)
+	addrs := newKfake(t).ListenAddrs()
 	spec := TopicSpec{Name: "recs.users", Partitions: 6, Configs: map[string]string{"cleanup.policy": "compact"}}
 	for range 2 { // the second call finds the topic and leaves it alone
 		if err := EnsureTopic(ctx, addrs, nil, spec); err != nil {
