@@ -19,7 +19,7 @@ const (
 	// DefaultMethod is the method used when none is named: ALS, which tied
 	// BPR on average in the prequential comparison of the three through the
 	// real scorer, won on MovieLens 100K and the harder synthetic sets, and
-	// is the least sensitive to its parameters (internal/evaluation's
+	// is the least sensitive to its parameters (cmd/recstream/internal/evaluation's
 	// package doc has the numbers).
 	DefaultMethod = MethodALS
 )

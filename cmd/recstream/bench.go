@@ -12,9 +12,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/recstream/recstream/internal/benchmark"
-	"github.com/recstream/recstream/internal/config"
-	"github.com/recstream/recstream/internal/pipeline"
+	"github.com/recstream/recstream/cmd/recstream/internal/benchmark"
+	"github.com/recstream/recstream/cmd/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 )
 
 // benchOptions are the knobs of `recstream bench`.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recstream/recstream/internal/benchmark"
+	"github.com/recstream/recstream/cmd/recstream/internal/benchmark"
 )
 
 // TestBenchCommandTiny runs `recstream bench` end to end on a tiny data set

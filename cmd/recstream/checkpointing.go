@@ -9,7 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/recstream/recstream/checkpoints"
-	"github.com/recstream/recstream/internal/pipeline"
+	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 	"github.com/recstream/recstream/scorers"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/recstream/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/config"
 )
 
 // TestConfigCheckMasksSecrets gives every kind of secret by every route

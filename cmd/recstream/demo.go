@@ -11,10 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/recstream/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/generator"
+	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 	"github.com/recstream/recstream/internal/embedded"
-	"github.com/recstream/recstream/internal/generator"
-	"github.com/recstream/recstream/internal/pipeline"
 )
 
 // demoOptions are the knobs of `recstream demo`.

@@ -13,8 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/recstream/recstream/internal/generator"
-	"github.com/recstream/recstream/internal/pipeline"
+	"github.com/recstream/recstream/cmd/recstream/internal/generator"
+	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 )
 
 // demoSources are what the summary is read from after the run.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recstream/recstream/drills"
+	"github.com/recstream/recstream/cmd/recstream/internal/drills"
 )
 
 // TestDrillSuite is the CI drill: `recstream drill` with kill -9 at 10

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/recstream/recstream/internal/config"
-	"github.com/recstream/recstream/internal/evaluation"
+	"github.com/recstream/recstream/cmd/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/evaluation"
 	"github.com/recstream/recstream/scorers"
 )
 

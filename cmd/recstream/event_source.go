@@ -11,9 +11,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/recstream/recstream/internal/config"
-	"github.com/recstream/recstream/internal/evaluation"
-	"github.com/recstream/recstream/internal/kafkaauth"
+	"github.com/recstream/recstream/cmd/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/evaluation"
+	"github.com/recstream/recstream/cmd/recstream/internal/kafkaauth"
 	"github.com/recstream/recstream/scorers"
 )
 

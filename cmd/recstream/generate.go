@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/recstream/recstream/internal/config"
-	"github.com/recstream/recstream/internal/generator"
-	"github.com/recstream/recstream/internal/kafkaauth"
+	"github.com/recstream/recstream/cmd/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/generator"
+	"github.com/recstream/recstream/cmd/recstream/internal/kafkaauth"
 )
 
 func newGenerateCommand() *cobra.Command {

@@ -5,8 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/recstream/recstream/internal/config"
-	"github.com/recstream/recstream/internal/kafkaauth"
+	"github.com/recstream/recstream/cmd/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/kafkaauth"
 )
 
 // newKgoClient returns a franz-go client of brokers that connects with

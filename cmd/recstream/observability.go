@@ -8,8 +8,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/recstream/recstream/internal/config"
-	"github.com/recstream/recstream/internal/metrics"
+	"github.com/recstream/recstream/cmd/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/metrics"
 )
 
 // observability is the operations side of a running pipeline: the probes'

@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/recstream/recstream/internal/metrics/metricstest"
+	"github.com/recstream/recstream/cmd/recstream/internal/metrics/metricstest"
 )
 
 // probe GETs an endpoint and returns its status and body.

@@ -15,10 +15,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/recstream/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/generator"
+	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 	"github.com/recstream/recstream/internal/embedded"
-	"github.com/recstream/recstream/internal/generator"
-	"github.com/recstream/recstream/internal/pipeline"
 	"github.com/recstream/recstream/schemas"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/recstream/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/config"
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/sinks"
 )

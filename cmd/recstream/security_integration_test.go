@@ -18,8 +18,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/recstream/recstream/internal/kafkaauth"
-	"github.com/recstream/recstream/internal/kafkaauth/authtest"
+	"github.com/recstream/recstream/cmd/recstream/internal/kafkaauth"
+	"github.com/recstream/recstream/cmd/recstream/internal/kafkaauth/authtest"
 )
 
 // Secrets of the secured stack. Distinctive, so that a leak into a log is

@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/recstream/recstream/internal/evaluation"
-	"github.com/recstream/recstream/internal/generator"
+	"github.com/recstream/recstream/cmd/recstream/internal/evaluation"
+	"github.com/recstream/recstream/cmd/recstream/internal/generator"
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
 )

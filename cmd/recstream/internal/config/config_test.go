@@ -75,7 +75,7 @@ func TestLoadAppliesDefaultsAndEnvOverrides(t *testing.T) {
 }
 
 func TestEveryExampleConfigIsValid(t *testing.T) {
-	files, err := filepath.Glob("../../configs/*.yaml")
+	files, err := filepath.Glob("../../../../configs/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no example configs found: %v", err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/recstream/recstream/internal/pipeline"
+	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 )
 
 // PipelineSetup says what a pipeline built for the benchmark reads and

@@ -38,7 +38,7 @@ import (
 	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
-	"github.com/recstream/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/config"
 )
 
 // Event is a step of a running drill, for progress display.

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/recstream/recstream/internal/generator"
+	"github.com/recstream/recstream/cmd/recstream/internal/generator"
 	"github.com/recstream/recstream/schemas"
 )
 

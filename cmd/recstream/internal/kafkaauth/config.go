@@ -16,7 +16,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/recstream/recstream/internal/tlsconfig"
+	"github.com/recstream/recstream/cmd/recstream/internal/tlsconfig"
 )
 
 // SASL mechanisms accepted by SASLConfig.Mechanism.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/recstream/recstream/internal/kafkaauth"
+	"github.com/recstream/recstream/cmd/recstream/internal/kafkaauth"
 )
 
 // ProduceConfig says where and how fast records are written.

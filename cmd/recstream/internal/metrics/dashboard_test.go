@@ -43,8 +43,8 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	used := map[string]bool{}
 	ref := regexp.MustCompile(`\brecstream_[a-z_]+`)
 	files := map[string]string{
-		"dashboard": "../../deploy/grafana/recstream-dashboard.json",
-		"alerts":    "../../deploy/prometheus/alerts.yml",
+		"dashboard": "../../../../deploy/grafana/recstream-dashboard.json",
+		"alerts":    "../../../../deploy/prometheus/alerts.yml",
 	}
 	for what, path := range files {
 		raw, err := os.ReadFile(path)

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/recstream/recstream/internal/kafkaauth/authtest"
-	"github.com/recstream/recstream/internal/tlsconfig"
+	"github.com/recstream/recstream/cmd/recstream/internal/kafkaauth/authtest"
+	"github.com/recstream/recstream/cmd/recstream/internal/tlsconfig"
 )
 
 // TestBuildConnects builds client configurations from files and completes

@@ -10,7 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/recstream/recstream/internal/generator"
+	"github.com/recstream/recstream/cmd/recstream/internal/generator"
 )
 
 // inputRecord is one record of a drill's input, in the order it is

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/recstream/recstream/internal/generator"
+	"github.com/recstream/recstream/cmd/recstream/internal/generator"
 	"github.com/recstream/recstream/schemas"
 )
 

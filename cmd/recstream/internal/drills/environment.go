@@ -18,8 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
+	"github.com/recstream/recstream/cmd/recstream/internal/generator"
 	"github.com/recstream/recstream/internal/embedded"
-	"github.com/recstream/recstream/internal/generator"
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
 )

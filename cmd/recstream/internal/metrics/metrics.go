@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 	"github.com/recstream/recstream/consumers"
-	"github.com/recstream/recstream/internal/pipeline"
 )
 
 // Namespace prefixes every metric recstream exports.

@@ -20,7 +20,7 @@ import (
 // recstream service runs with and every RECSTREAM_* variable it sets, and
 // the Prometheus and Grafana wiring to recstream's metrics endpoint.
 
-const repoRoot = "../.."
+const repoRoot = "../../../.."
 
 type composeFile struct {
 	Services map[string]composeService `yaml:"services"`

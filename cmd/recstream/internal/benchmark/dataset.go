@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/recstream/recstream/internal/generator"
+	"github.com/recstream/recstream/cmd/recstream/internal/generator"
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
 )

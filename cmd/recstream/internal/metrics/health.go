@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/recstream/recstream/internal/pipeline"
+	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 )
 
 // Phase is where the process is in its life, as the probes see it.

@@ -15,9 +15,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/recstream/recstream/cmd/recstream/internal/metrics/metricstest"
+	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 	"github.com/recstream/recstream/consumers"
-	"github.com/recstream/recstream/internal/metrics/metricstest"
-	"github.com/recstream/recstream/internal/pipeline"
 	"github.com/recstream/recstream/schemas"
 )
 

@@ -12,8 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/recstream/recstream/internal/kafkaauth/authtest"
-	"github.com/recstream/recstream/internal/tlsconfig"
+	"github.com/recstream/recstream/cmd/recstream/internal/kafkaauth/authtest"
+	"github.com/recstream/recstream/cmd/recstream/internal/tlsconfig"
 )
 
 const (
