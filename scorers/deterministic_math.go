@@ -24,8 +24,10 @@ func exp2Neg(x float64) float64 {
 	return math.Ldexp(p, -int(n))
 }
 
-// expDet returns e^x.
-func expDet(x float64) float64 {
+// ExpDet returns e^x, bit for bit the same on every machine: the trainers
+// (scorers/training) use it for their sigmoids, so that a seed gives the
+// same model everywhere.
+func ExpDet(x float64) float64 {
 	if x >= 0 {
 		if x > 700 {
 			return math.Inf(1)

@@ -16,10 +16,10 @@ func TestExp2NegAccuracy(t *testing.T) {
 		t.Error("exp2Neg(2000) should underflow to 0")
 	}
 	for _, x := range []float64{-30, -6, -1, -1e-3, 0, 1e-3, 1, 6, 30} {
-		got, want := expDet(x), math.Exp(x)
+		got, want := ExpDet(x), math.Exp(x)
 		// x*log2(e) is rounded once: a relative error of about |x|*1e-16.
 		if math.Abs(got-want) > (1e-15+math.Abs(x)*2e-16)*want {
-			t.Errorf("expDet(%g) = %.17g, want %.17g", x, got, want)
+			t.Errorf("ExpDet(%g) = %.17g, want %.17g", x, got, want)
 		}
 	}
 }

@@ -19,7 +19,12 @@ func TestWriteLoadModelDir(t *testing.T) {
 	spec.Version = ""
 	spec.CreatedAt = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	spec.DataFromMs, spec.DataToMs = 1000, 2000
-	spec.Training = Item2VecConfig{Dim: 8, Seed: 42}
+	// Whatever parameters the trainer records (scorers/training's configs).
+	type trainingParams struct {
+		Dim  int    `json:"dim"`
+		Seed uint64 `json:"seed"`
+	}
+	spec.Training = trainingParams{Dim: 8, Seed: 42}
 	dir := writeTestModel(t, spec)
 	m, err := LoadModelDir(dir)
 	if err != nil {
@@ -37,7 +42,7 @@ func TestWriteLoadModelDir(t *testing.T) {
 	if !m.Meta.CreatedAt.Equal(spec.CreatedAt) || m.Meta.DataFromMs != 1000 || m.Meta.DataToMs != 2000 {
 		t.Errorf("metadata times %v %d %d", m.Meta.CreatedAt, m.Meta.DataFromMs, m.Meta.DataToMs)
 	}
-	var tr Item2VecConfig
+	var tr trainingParams
 	if err := json.Unmarshal(m.Meta.Training, &tr); err != nil || tr.Seed != 42 {
 		t.Errorf("training parameters %s: %v", m.Meta.Training, err)
 	}

@@ -1,7 +1,6 @@
 package scorers
 
 import (
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
@@ -175,22 +174,6 @@ func benchGoLoop(b *testing.B, items int) {
 		}
 	}
 	reportRefreshes(b, users)
-}
-
-// BenchmarkTrainItem2Vec measures the trainer on a clustered history
-// (about 150k interactions, D=64, one epoch).
-func BenchmarkTrainItem2Vec(b *testing.B) {
-	evs := clusteredHistory(50, 200, 3000, 9)
-	b.ResetTimer()
-	var pairs int64
-	for range b.N {
-		res, err := TrainItem2Vec(context.Background(), evs, Item2VecConfig{Epochs: 1, Seed: 1}, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		pairs += res.Pairs
-	}
-	b.ReportMetric(float64(pairs)/b.Elapsed().Seconds(), "pairs/s")
 }
 
 // BenchmarkStateStoreBytesPerUser reports the memory per stored user.

@@ -14,7 +14,7 @@ import (
 	"github.com/recstream/recstream/cmd/recstream/internal/config"
 	"github.com/recstream/recstream/cmd/recstream/internal/evaluation"
 	"github.com/recstream/recstream/cmd/recstream/internal/kafkaauth"
-	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/training"
 )
 
 // sourceFlags say where `train` and `eval` read events: a file in one of
@@ -140,8 +140,8 @@ type trainFlags struct {
 
 func (t *trainFlags) register(cmd *cobra.Command, methodHelp string) {
 	f := cmd.Flags()
-	f.StringVar(&t.method, "method", scorers.DefaultMethod, methodHelp)
-	f.IntVar(&t.dim, "dim", scorers.DefaultEmbeddingDim, "embedding dimensions")
+	f.StringVar(&t.method, "method", training.DefaultMethod, methodHelp)
+	f.IntVar(&t.dim, "dim", training.DefaultEmbeddingDim, "embedding dimensions")
 	f.IntVar(&t.epochs, "epochs", 0, "item2vec and bpr epochs, als iterations (0: the method's default)")
 	f.Uint64Var(&t.seed, "seed", 1, "random seed; the same data and seed give the same model")
 	f.IntVar(&t.window, "window", 0, "item2vec: context window (0: default 5)")
@@ -157,7 +157,7 @@ func (t *trainFlags) register(cmd *cobra.Command, methodHelp string) {
 // "all".
 func (t *trainFlags) methods() ([]string, error) {
 	if t.method == "all" {
-		return scorers.Methods(), nil
+		return training.Methods(), nil
 	}
 	var out []string
 	for _, m := range strings.Split(t.method, ",") {
@@ -171,11 +171,11 @@ func (t *trainFlags) methods() ([]string, error) {
 }
 
 // config returns the training configuration of method with the flags.
-func (t *trainFlags) config(method string) (scorers.TrainConfig, error) {
-	c := scorers.TrainConfig{Method: method}
-	c.Item2Vec = scorers.Item2VecConfig{Dim: t.dim, Epochs: t.epochs, Window: t.window, Negatives: t.negatives, LearningRate: t.lr, PopularityScale: t.popScale, Seed: t.seed}
-	c.BPR = scorers.BPRConfig{Dim: t.dim, Epochs: t.epochs, LearningRate: t.lr, Regularization: t.reg, Seed: t.seed}
-	c.ALS = scorers.ALSConfig{Dim: t.dim, Iterations: t.epochs, Regularization: t.reg, Alpha: t.alpha, Embedding: t.alsEmbed, Seed: t.seed}
+func (t *trainFlags) config(method string) (training.TrainConfig, error) {
+	c := training.TrainConfig{Method: method}
+	c.Item2Vec = training.Item2VecConfig{Dim: t.dim, Epochs: t.epochs, Window: t.window, Negatives: t.negatives, LearningRate: t.lr, PopularityScale: t.popScale, Seed: t.seed}
+	c.BPR = training.BPRConfig{Dim: t.dim, Epochs: t.epochs, LearningRate: t.lr, Regularization: t.reg, Seed: t.seed}
+	c.ALS = training.ALSConfig{Dim: t.dim, Iterations: t.epochs, Regularization: t.reg, Alpha: t.alpha, Embedding: t.alsEmbed, Seed: t.seed}
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("--method %s: %w", method, err)

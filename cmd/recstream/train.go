@@ -15,6 +15,7 @@ import (
 	"github.com/recstream/recstream/cmd/recstream/internal/generator"
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/training"
 )
 
 func newTrainCommand() *cobra.Command {
@@ -132,11 +133,11 @@ func newDataRange(ds *evaluation.Dataset, from, to int) dataRange {
 
 // trainWithHoldout evaluates tcfg on the last holdout share of ds, then
 // writes the model (trained on all events when refit) to dir.
-func trainWithHoldout(ctx context.Context, ds *evaluation.Dataset, tcfg scorers.TrainConfig, ev evalOptions,
+func trainWithHoldout(ctx context.Context, ds *evaluation.Dataset, tcfg training.TrainConfig, ev evalOptions,
 	holdout float64, refit bool, dir string, log *zap.Logger, w io.Writer) error {
 	n := len(ds.Events)
 	var evalRec *holdoutRecord
-	var evaluated *scorers.TrainedEmbeddings
+	var evaluated *training.TrainedEmbeddings
 	split := ds.SplitIndex(1 - holdout)
 	if holdout > 0 && split > 0 && split < n {
 		fmt.Fprintf(w, "holding out the last %d events (%.0f%%) to evaluate a model trained on the first %d\n", n-split, 100*holdout, split)
@@ -166,7 +167,7 @@ func trainWithHoldout(ctx context.Context, ds *evaluation.Dataset, tcfg scorers.
 	}
 
 	rec := trainingRecord{Method: tcfg.Method, Params: tcfg.Params(), Data: newDataRange(ds, 0, n), Evaluation: evalRec}
-	var te *scorers.TrainedEmbeddings
+	var te *training.TrainedEmbeddings
 	var err error
 	if evaluated != nil && !refit {
 		rec.Data = newDataRange(ds, 0, split)
@@ -175,7 +176,7 @@ func trainWithHoldout(ctx context.Context, ds *evaluation.Dataset, tcfg scorers.
 		err = writeTrained(te, ev.modelTopK(), dir, rec)
 	} else {
 		fmt.Fprintf(w, "training on all %d events\n", n)
-		te, err = trainToDir(ctx, ds.Interactions(0, n), tcfg, ev.modelTopK(), dir, func(t *scorers.TrainedEmbeddings) any {
+		te, err = trainToDir(ctx, ds.Interactions(0, n), tcfg, ev.modelTopK(), dir, func(t *training.TrainedEmbeddings) any {
 			rec.Loss = t.Loss
 			return rec
 		}, w)
@@ -192,22 +193,22 @@ func trainWithHoldout(ctx context.Context, ds *evaluation.Dataset, tcfg scorers.
 }
 
 // trainToDir trains tcfg on history, showing progress, and writes the
-// built-in model with K = topK to dir. training, when not nil, returns what
+// built-in model with K = topK to dir. record, when not nil, returns what
 // the metadata records under "training"; nil records the method and its
 // parameters.
-func trainToDir(ctx context.Context, history []scorers.Interaction, tcfg scorers.TrainConfig, topK int, dir string,
-	training func(*scorers.TrainedEmbeddings) any, w io.Writer) (*scorers.TrainedEmbeddings, error) {
+func trainToDir(ctx context.Context, history []training.Interaction, tcfg training.TrainConfig, topK int, dir string,
+	record func(*training.TrainedEmbeddings) any, w io.Writer) (*training.TrainedEmbeddings, error) {
 	tcfg = tcfg.WithDefaults()
 	bar := newProgress("train "+tcfg.Method, 0)
-	te, err := scorers.Train(ctx, history, tcfg, bar.Set)
+	te, err := training.Train(ctx, history, tcfg, bar.Set)
 	bar.Done()
 	if err != nil {
 		return nil, fmt.Errorf("train %s on %d events: %w", tcfg.Method, len(history), err)
 	}
 	fmt.Fprintf(w, "  %s\n", te.Summary)
 	var rec any = trainingRecord{Method: tcfg.Method, Params: tcfg.Params(), Loss: te.Loss}
-	if training != nil {
-		rec = training(te)
+	if record != nil {
+		rec = record(te)
 	}
 	if err := writeTrained(te, topK, dir, rec); err != nil {
 		return nil, err
@@ -216,8 +217,8 @@ func trainToDir(ctx context.Context, history []scorers.Interaction, tcfg scorers
 }
 
 // writeTrained writes te as a built-in model directory.
-func writeTrained(te *scorers.TrainedEmbeddings, topK int, dir string, training any) error {
-	spec := te.ModelSpec(training)
+func writeTrained(te *training.TrainedEmbeddings, topK int, dir string, params any) error {
+	spec := te.ModelSpec(params)
 	spec.TopK = topK
 	if err := scorers.WriteModelDir(dir, spec); err != nil {
 		return fmt.Errorf("write model dir %s: %w", dir, err)
@@ -249,7 +250,7 @@ func readModelMetadata(dir string) (*scorers.ModelMetadata, error) {
 
 // trainModel trains tcfg on history and writes the built-in model with K =
 // topK to dir, showing progress; it returns the model's version.
-func trainModel(ctx context.Context, history []scorers.Interaction, tcfg scorers.TrainConfig, topK int, dir string, w io.Writer) (string, error) {
+func trainModel(ctx context.Context, history []training.Interaction, tcfg training.TrainConfig, topK int, dir string, w io.Writer) (string, error) {
 	if _, err := trainToDir(ctx, history, tcfg, topK, dir, nil, w); err != nil {
 		return "", err
 	}
@@ -263,7 +264,7 @@ func trainDemoModel(ctx context.Context, gen *generator.Generator, n int, dir st
 	if err != nil {
 		return "", err
 	}
-	cfg := scorers.TrainConfig{}
+	cfg := training.TrainConfig{}
 	cfg.Item2Vec.Seed, cfg.BPR.Seed, cfg.ALS.Seed = 1, 1, 1
 	return trainModel(ctx, history, cfg, scorers.DefaultTopK, dir, w)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/recstream/recstream/internal/embedded"
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/training"
 )
 
 // Cluster shape of every drill: three brokers, every topic replicated three
@@ -133,9 +134,9 @@ func trainVersion(ctx context.Context, modelsDir string, seed uint64, events int
 	if err != nil {
 		return "", err
 	}
-	tcfg := scorers.TrainConfig{}
+	tcfg := training.TrainConfig{}
 	tcfg.Item2Vec.Seed, tcfg.BPR.Seed, tcfg.ALS.Seed = modelSeed, modelSeed, modelSeed
-	te, err := scorers.Train(ctx, history, tcfg, nil)
+	te, err := training.Train(ctx, history, tcfg, nil)
 	if err != nil {
 		return "", fmt.Errorf("train model v%d: %w", modelSeed, err)
 	}

@@ -6,7 +6,7 @@ import (
 	"slices"
 
 	"github.com/recstream/recstream/schemas"
-	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/training"
 )
 
 // NoItem is Event.Item of an event without an item (a search).
@@ -104,10 +104,10 @@ func (d *Dataset) SplitIndex(fraction float64) int {
 }
 
 // Interactions returns events [from, to) as trainer input.
-func (d *Dataset) Interactions(from, to int) []scorers.Interaction {
-	out := make([]scorers.Interaction, 0, to-from)
+func (d *Dataset) Interactions(from, to int) []training.Interaction {
+	out := make([]training.Interaction, 0, to-from)
 	for _, e := range d.Events[from:to] {
-		in := scorers.Interaction{User: d.Users[e.User], Type: e.Type, TsMs: e.TsMs}
+		in := training.Interaction{User: d.Users[e.User], Type: e.Type, TsMs: e.TsMs}
 		if e.Item != NoItem {
 			in.Item = d.Items[e.Item]
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/training"
 )
 
 // interestsHistory is synthetic data whose next item depends on the user's
@@ -77,10 +78,10 @@ func TestModelBeatsBaselines(t *testing.T) {
 	ds := interestsHistory(600, 40, 50, 60000, 1)
 	split := ds.SplitIndex(0.5)
 	ctx := context.Background()
-	for _, method := range scorers.Methods() {
+	for _, method := range training.Methods() {
 		t.Run(method, func(t *testing.T) {
 			started := time.Now()
-			te, err := scorers.Train(ctx, ds.Interactions(0, split), scorers.TrainConfig{Method: method}, nil)
+			te, err := training.Train(ctx, ds.Interactions(0, split), training.TrainConfig{Method: method}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

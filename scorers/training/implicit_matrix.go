@@ -1,6 +1,8 @@
-package scorers
+package training
 
 import (
+	"github.com/recstream/recstream/scorers"
+
 	"cmp"
 	"fmt"
 	"math"
@@ -43,7 +45,7 @@ func resolveTypeWeights(types []string, overrides map[string]float32) ([]float32
 	if types == nil {
 		types = schemas.DefaultEventTypes()
 	}
-	byName := DefaultTypeWeights()
+	byName := scorers.DefaultTypeWeights()
 	for name, w := range overrides {
 		byName[name] = w
 	}

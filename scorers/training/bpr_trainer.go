@@ -1,6 +1,8 @@
-package scorers
+package training
 
 import (
+	"github.com/recstream/recstream/scorers"
+
 	"cmp"
 	"context"
 	"fmt"
@@ -187,7 +189,7 @@ func TrainBPR(ctx context.Context, events []Interaction, cfg BPRConfig, progress
 				x += float32(pu[f] * diff[f])
 			}
 			// d/dx log sigmoid(x) = sigmoid(-x) = 1 / (1 + e^x).
-			ex := expDet(float64(x))
+			ex := scorers.ExpDet(float64(x))
 			g := float32(1 / (1 + ex))
 			if x > -30 {
 				loss += math.Log1p(1 / ex) // -log sigmoid(x)

@@ -1,6 +1,8 @@
-package scorers
+package training
 
 import (
+	"github.com/recstream/recstream/scorers"
+
 	"context"
 	"errors"
 	"fmt"
@@ -191,21 +193,31 @@ func TestItem2VecFeedsTheScorer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := writeTestModel(t, ModelSpec{Items: res.Items, Embeddings: res.Embeddings, Counts: res.Counts,
+	items := fanTopItems(t, scorers.ModelSpec{Items: res.Items, Embeddings: res.Embeddings, Counts: res.Counts,
 		TopK: 10, DataFromMs: res.FromMs, DataToMs: res.ToMs, Training: Item2VecConfig{Dim: 16, Seed: 3}})
-	s := newTestScorer(t, Config{ModelDir: dir})
-	var batch []testEvent
-	for i := range 4 {
-		batch = append(batch, testEvent{user: "fan", item: fmt.Sprintf("c2-item%02d", i), typ: typeView, ts: int64(1000 + i), offset: int64(i)})
-	}
-	recs := score(t, s, batch)
 	inCluster := 0
-	for _, id := range recs[0].Items {
+	for _, id := range items {
 		if strings.HasPrefix(id, "c2-") {
 			inCluster++
 		}
 	}
 	if inCluster < 9 {
-		t.Fatalf("a c2 fan got %d of 10 items from c2: %v", inCluster, recs[0].Items)
+		t.Fatalf("a c2 fan got %d of 10 items from c2: %v", inCluster, items)
 	}
+}
+
+// BenchmarkTrainItem2Vec measures the trainer on a clustered history
+// (about 150k interactions, D=64, one epoch).
+func BenchmarkTrainItem2Vec(b *testing.B) {
+	evs := clusteredHistory(50, 200, 3000, 9)
+	b.ResetTimer()
+	var pairs int64
+	for range b.N {
+		res, err := TrainItem2Vec(context.Background(), evs, Item2VecConfig{Epochs: 1, Seed: 1}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pairs += res.Pairs
+	}
+	b.ReportMetric(float64(pairs)/b.Elapsed().Seconds(), "pairs/s")
 }

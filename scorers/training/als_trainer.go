@@ -1,4 +1,4 @@
-package scorers
+package training
 
 import (
 	"cmp"

@@ -1,9 +1,8 @@
-package scorers
+package training
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -236,20 +235,15 @@ func TestTrainMethodsFeedTheScorer(t *testing.T) {
 			}
 			spec := te.ModelSpec(cfg.Params())
 			spec.TopK = 10
-			s := newTestScorer(t, Config{ModelDir: writeTestModel(t, spec)})
-			var batch []testEvent
-			for i := range 4 {
-				batch = append(batch, testEvent{user: "fan", item: fmt.Sprintf("c2-item%02d", i), typ: typeView, ts: int64(1000 + i), offset: int64(i)})
-			}
-			recs := score(t, s, batch)
+			items := fanTopItems(t, spec)
 			inCluster := 0
-			for _, id := range recs[0].Items {
+			for _, id := range items {
 				if strings.HasPrefix(id, "c2-") {
 					inCluster++
 				}
 			}
 			if inCluster < 9 {
-				t.Fatalf("a c2 fan got %d of 10 items from c2: %v", inCluster, recs[0].Items)
+				t.Fatalf("a c2 fan got %d of 10 items from c2: %v", inCluster, items)
 			}
 		})
 	}

@@ -1,6 +1,8 @@
-package scorers
+package training
 
 import (
+	"github.com/recstream/recstream/scorers"
+
 	"cmp"
 	"context"
 	"errors"
@@ -10,20 +12,6 @@ import (
 	"slices"
 	"time"
 )
-
-// Interaction is one event of the history the trainer learns from.
-type Interaction struct {
-	// User is the user id; a user's interactions form their sequences.
-	User string
-	// Item is the item id; empty (a search) means no item, and the
-	// interaction is ignored.
-	Item string
-	// Type is the event's type code (its index in the configured type list).
-	Type uint8
-	// TsMs is the event time, Unix ms; it orders a user's interactions and
-	// splits them into sessions.
-	TsMs int64
-}
 
 // Item2VecConfig configures TrainItem2Vec. The zero value of each field
 // means its documented default.
@@ -321,7 +309,7 @@ func newSGNS(counts []int64, cfg Item2VecConfig) *sgns {
 	t.sigmoid = make([]float32, sigmoidSteps+1)
 	for i := range t.sigmoid {
 		x := (float64(i)/sigmoidSteps*2 - 1) * sigmoidMax
-		t.sigmoid[i] = float32(1 / (1 + expDet(-x)))
+		t.sigmoid[i] = float32(1 / (1 + scorers.ExpDet(-x)))
 	}
 	return t
 }
@@ -471,7 +459,7 @@ func powDet(x, y float64) float64 {
 	if x < 1 {
 		return 1 / powDet(1/x, y)
 	}
-	return expDet(float64(y * logDet(x)))
+	return scorers.ExpDet(float64(y * logDet(x)))
 }
 
 // normalisedInputs returns the input vectors centred, whitened and scaled

@@ -1,6 +1,8 @@
-package scorers
+package training
 
 import (
+	"github.com/recstream/recstream/scorers"
+
 	"context"
 	"fmt"
 	"slices"
@@ -108,8 +110,8 @@ type TrainedEmbeddings struct {
 // ModelSpec returns the spec WriteModelDir needs to write these embeddings
 // as a built-in model, with training (recorded in the metadata as
 // "training") and the scoring parameters left at their defaults.
-func (t *TrainedEmbeddings) ModelSpec(training any) ModelSpec {
-	return ModelSpec{
+func (t *TrainedEmbeddings) ModelSpec(training any) scorers.ModelSpec {
+	return scorers.ModelSpec{
 		Items: t.Items, Embeddings: t.Embeddings, Counts: t.Counts,
 		DataFromMs: t.FromMs, DataToMs: t.ToMs, Training: training,
 	}
