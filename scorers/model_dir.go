@@ -308,19 +308,10 @@ func buildModelFiles(spec ModelSpec) ([]modelFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(model)
-	version := spec.Version
-	if version == "" {
-		version = "ut-" + hex.EncodeToString(sum[:6])
-	}
-	createdAt := spec.CreatedAt
-	if createdAt.IsZero() {
-		createdAt = time.Now()
-	}
 	meta := ModelMetadata{
-		Version:     version,
+		Version:     spec.Version,
 		Kind:        ModelKindUserTower,
-		CreatedAt:   createdAt.UTC(),
+		CreatedAt:   spec.CreatedAt,
 		Dim:         dim,
 		NumItems:    n,
 		TopK:        min(topK, n+1),
@@ -330,7 +321,6 @@ func buildModelFiles(spec ModelSpec) ([]modelFile, error) {
 		PriorWeight: priorWeight,
 		DataFromMs:  spec.DataFromMs,
 		DataToMs:    spec.DataToMs,
-		ModelSHA256: hex.EncodeToString(sum[:]),
 	}
 	if spec.Training != nil {
 		tr, err := json.Marshal(spec.Training)
@@ -339,6 +329,23 @@ func buildModelFiles(spec ModelSpec) ([]modelFile, error) {
 		}
 		meta.Training = tr
 	}
+	return modelDirFiles(model, items, meta, "ut-")
+}
+
+// modelDirFiles completes meta for the graph model — its checksum, a
+// version derived from it ("ut-" or "sq-" and 12 hex digits) unless one is
+// given, the creation time unless given — and returns a model directory's
+// files: the one place their layout is written.
+func modelDirFiles(model, items []byte, meta ModelMetadata, versionPrefix string) ([]modelFile, error) {
+	sum := sha256.Sum256(model)
+	meta.ModelSHA256 = hex.EncodeToString(sum[:])
+	if meta.Version == "" {
+		meta.Version = versionPrefix + hex.EncodeToString(sum[:6])
+	}
+	if meta.CreatedAt.IsZero() {
+		meta.CreatedAt = time.Now()
+	}
+	meta.CreatedAt = meta.CreatedAt.UTC()
 	metaJSON, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)

@@ -2,9 +2,6 @@ package scorers
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -194,30 +191,12 @@ func buildSequenceFiles(spec SequenceModelSpec) ([]modelFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(model)
-	version := spec.Version
-	if version == "" {
-		version = "sq-" + hex.EncodeToString(sum[:6])
-	}
-	createdAt := spec.CreatedAt
-	if createdAt.IsZero() {
-		createdAt = time.Now()
-	}
-	meta, err := json.MarshalIndent(ModelMetadata{
-		Version:     version,
+	return modelDirFiles(model, items, ModelMetadata{
+		Version:     spec.Version,
 		Kind:        ModelKindSequenceMean,
-		CreatedAt:   createdAt.UTC(),
+		CreatedAt:   spec.CreatedAt,
 		NumItems:    n,
 		TopK:        min(topK, n+1),
 		PriorWeight: pw,
-		ModelSHA256: hex.EncodeToString(sum[:]),
-	}, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("metadata: %w", err)
-	}
-	return []modelFile{
-		{schemas.ModelFileONNX, model},
-		{schemas.ModelFileItems, items},
-		{schemas.ModelFileMetadata, append(meta, '\n')},
-	}, nil
+	}, "sq-")
 }
