@@ -3,11 +3,12 @@
 // Scorer.Score.
 //
 // What is where:
-//   - serving: Scorer (onnx_scorer.go) gathers the batch's users, runs the
-//     model through an engine (model_engine.go, model_runs.go; ONNX Runtime
-//     in ort_runtime.go, the GPU in gpu_tower.go and scorers/cuda) and
-//     builds the recommendation records; model_reloader.go swaps versions
-//     between batches;
+//   - serving: Scorer (onnx_scorer.go, configured by scorer_config.go)
+//     gathers the batch's users, runs the model through an engine
+//     (model_engine.go, model_runs.go; ONNX Runtime in ort_runtime.go, the
+//     GPU in gpu_tower.go and scorers/cuda) and builds the recommendation
+//     records (the per-batch steps are in scorer_batch.go);
+//     model_reloader.go swaps versions between batches;
 //   - user state: StateStore (state_store.go), what a checkpoint saves;
 //   - the model format: a model directory (model_dir.go), the registry of
 //     versions (model_registry.go), and the ONNX graphs written from Go
