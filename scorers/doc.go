@@ -10,9 +10,11 @@
 //     records (the per-batch steps are in scorer_batch.go);
 //     model_reloader.go swaps versions between batches;
 //   - user state: StateStore (state_store.go), what a checkpoint saves;
-//   - the model format: a model directory (model_dir.go), the registry of
-//     versions (model_registry.go), and the ONNX graphs written from Go
-//     (onnx_model_builder.go, sequence_model_builder.go);
+//   - the model format: a model directory (written by model_dir_writer.go,
+//     loaded and checked by model_dir.go; event-type weights in
+//     event_type_weights.go), the registry of versions (model_registry.go),
+//     and the ONNX graphs written from Go (onnx_model_builder.go,
+//     sequence_model_builder.go);
 //   - training: scorers/training, which the pipeline never imports.
 //
 // The model contract a model trained elsewhere must honour is
