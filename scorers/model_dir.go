@@ -139,6 +139,23 @@ func (m *Model) ItemID(i int64) string {
 	return m.Items[i-1]
 }
 
+// ReadModelMetadata reads the metadata.json of the model directory dir,
+// without loading or checking the graph (LoadModelDir does both).
+func ReadModelMetadata(dir string) (ModelMetadata, error) {
+	var meta ModelMetadata
+	raw, err := os.ReadFile(filepath.Join(dir, schemas.ModelFileMetadata))
+	if err != nil {
+		return meta, fmt.Errorf("read model metadata: %w", err)
+	}
+	if err := json.Unmarshal(raw, &meta); err != nil {
+		return meta, fmt.Errorf("parse %s of %s: %w", schemas.ModelFileMetadata, dir, err)
+	}
+	if meta.Version == "" {
+		return meta, fmt.Errorf("%s of %s: version is empty", schemas.ModelFileMetadata, dir)
+	}
+	return meta, nil
+}
+
 // LoadModelDir reads a model directory and checks model.onnx against the
 // contract it declares by its inputs (schemas/model_contract.go): a graph
 // with an item_history input must honour the sequence contract, any other
@@ -148,16 +165,9 @@ func (m *Model) ItemID(i int64) string {
 // Runtime must be open (the check asks ONNX Runtime for the graph's inputs
 // and outputs).
 func LoadModelDir(dir string) (*Model, error) {
-	metaJSON, err := os.ReadFile(filepath.Join(dir, schemas.ModelFileMetadata))
+	meta, err := ReadModelMetadata(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", dir, err)
-	}
-	var meta ModelMetadata
-	if err := json.Unmarshal(metaJSON, &meta); err != nil {
-		return nil, fmt.Errorf("load model %s: parse %s: %w", dir, schemas.ModelFileMetadata, err)
-	}
-	if meta.Version == "" {
-		return nil, fmt.Errorf("load model %s: %s: version is empty", dir, schemas.ModelFileMetadata)
 	}
 	items, err := readItems(filepath.Join(dir, schemas.ModelFileItems))
 	if err != nil {

@@ -126,7 +126,7 @@ dropped from every list), unless --repeats.`,
 			}
 			var models []modelUnderTest
 			if modelDir != "" {
-				meta, err := readModelMetadata(modelDir)
+				meta, err := scorers.ReadModelMetadata(modelDir)
 				if err != nil {
 					return err
 				}

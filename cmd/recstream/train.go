@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/recstream/recstream/cmd/recstream/internal/evaluation"
 	"github.com/recstream/recstream/cmd/recstream/internal/generator"
-	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
 	"github.com/recstream/recstream/scorers/training"
 )
@@ -228,24 +226,8 @@ func writeTrained(te *training.TrainedEmbeddings, topK int, dir string, params a
 
 // modelVersion reads the version of the model in dir.
 func modelVersion(dir string) (string, error) {
-	meta, err := readModelMetadata(dir)
-	if err != nil {
-		return "", err
-	}
-	return meta.Version, nil
-}
-
-// readModelMetadata reads the metadata.json of the model in dir.
-func readModelMetadata(dir string) (*scorers.ModelMetadata, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, schemas.ModelFileMetadata))
-	if err != nil {
-		return nil, fmt.Errorf("read model metadata: %w", err)
-	}
-	var meta scorers.ModelMetadata
-	if err := json.Unmarshal(raw, &meta); err != nil {
-		return nil, fmt.Errorf("read %s of %s: %w", schemas.ModelFileMetadata, dir, err)
-	}
-	return &meta, nil
+	meta, err := scorers.ReadModelMetadata(dir)
+	return meta.Version, err
 }
 
 // trainModel trains tcfg on history and writes the built-in model with K =

@@ -2,7 +2,6 @@ package drills
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/recstream/recstream/cmd/recstream/internal/generator"
 	"github.com/recstream/recstream/internal/embedded"
-	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
 	"github.com/recstream/recstream/scorers/training"
 )
@@ -144,13 +142,9 @@ func trainVersion(ctx context.Context, modelsDir string, seed uint64, events int
 	if err := scorers.WriteModelDir(tmp, te.ModelSpec(map[string]any{"drill_seed": seed, "model_seed": modelSeed})); err != nil {
 		return "", fmt.Errorf("write model v%d: %w", modelSeed, err)
 	}
-	raw, err := os.ReadFile(filepath.Join(tmp, schemas.ModelFileMetadata))
+	meta, err := scorers.ReadModelMetadata(tmp)
 	if err != nil {
-		return "", fmt.Errorf("read model v%d metadata: %w", modelSeed, err)
-	}
-	var meta scorers.ModelMetadata
-	if err := json.Unmarshal(raw, &meta); err != nil {
-		return "", fmt.Errorf("read model v%d metadata: %w", modelSeed, err)
+		return "", fmt.Errorf("model v%d: %w", modelSeed, err)
 	}
 	// The registry's directory name is the version records carry.
 	if err := os.Rename(tmp, filepath.Join(modelsDir, meta.Version)); err != nil {
