@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/recstream/recstream/cmd/recstream/internal/config"
-	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/cmd/recstream/internal/rebuild"
 	"github.com/recstream/recstream/sinks"
 )
 
@@ -240,85 +240,19 @@ func rebuildClickHouseFromOutput(ctx context.Context, cfg config.Config, chunk i
 		return err
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, cfg.Output.Topic)
+	var bar *progress
+	copied, err := rebuild.ClickHouseFromTopic(ctx, cl, cfg.Output.Topic, sink, chunk, func(done, total int) {
+		if bar == nil {
+			fmt.Fprintf(out, "rebuilding ClickHouse recommendations from %s (up to %d records)\n", cfg.Output.Topic, total)
+			bar = newProgress("rebuild", total)
+			return
+		}
+		bar.Set(done, 0)
+	})
+	if bar != nil {
+		bar.Done()
+	}
 	if err != nil {
-		return fmt.Errorf("list end offsets of %s: %w", cfg.Output.Topic, err)
-	}
-	end := map[int32]int64{}
-	var total int64
-	ends.Each(func(o kadm.ListedOffset) { end[o.Partition] = o.Offset; total += o.Offset })
-	fmt.Fprintf(out, "rebuilding ClickHouse recommendations from %s (up to %d records)\n", cfg.Output.Topic, total)
-
-	emptyEvents := &schemas.EventBatch{Events: schemas.NewEventBuilder(nil).NewRecord()}
-	defer emptyEvents.Release()
-	b := schemas.NewRecommendationBuilder(nil)
-	defer b.Release()
-	var (
-		dec     schemas.RecommendationDecoder
-		rec     schemas.Recommendation
-		pending int
-		copied  int64
-		reached = map[int32]int64{}
-	)
-	flush := func() error {
-		if pending == 0 {
-			return nil
-		}
-		recs := &schemas.RecommendationBatch{Recs: b.NewRecord()}
-		defer recs.Release()
-		if err := sink.Write(ctx, emptyEvents, recs); err != nil {
-			return fmt.Errorf("insert %d recommendations: %w", pending, err)
-		}
-		copied += int64(pending)
-		pending = 0
-		return nil
-	}
-	bar := newProgress("rebuild", int(total))
-	defer bar.Done()
-	done := func() bool {
-		for p, e := range end {
-			if reached[p] < e {
-				return false
-			}
-		}
-		return true
-	}
-	var seen int64
-	for !done() {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("fetch %s/%d: %w", t, p, err) })
-		if ferr != nil {
-			return ferr
-		}
-		var decodeErr error
-		fs.EachRecord(func(r *kgo.Record) {
-			seen++
-			reached[r.Partition] = r.Offset + 1
-			if r.Offset >= end[r.Partition] || decodeErr != nil {
-				return
-			}
-			if err := dec.Decode(r.Value, &rec); err != nil {
-				decodeErr = fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
-				return
-			}
-			b.Append(&rec)
-			pending++
-		})
-		if decodeErr != nil {
-			return decodeErr
-		}
-		if pending >= chunk {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		bar.Set(int(seen), 0)
-	}
-	if err := flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "copied %d records into %s.recommendations (older versions collapse under FINAL)\n", copied, cfg.ClickHouse.Database)
