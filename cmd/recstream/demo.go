@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/recstream/recstream/cmd/recstream/internal/config"
+	"github.com/recstream/recstream/cmd/recstream/internal/demo"
 	"github.com/recstream/recstream/cmd/recstream/internal/generator"
 	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 	"github.com/recstream/recstream/internal/embedded"
@@ -74,43 +75,6 @@ ClickHouse server and ONNX Runtime library that 'make setup' installs:
 	f.StringVar(&o.logLevel, "log-level", "warn", "log level of the pipeline during the demo")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on this host:port while the demo runs (for example 127.0.0.1:9464)")
 	return cmd
-}
-
-// DemoSummary is what the demo prints, and writes with --summary-json.
-type DemoSummary struct {
-	EventsProduced     int                `json:"events_produced"`
-	EventsValid        uint64             `json:"events_valid"`
-	EventsDLQ          uint64             `json:"events_dlq"`
-	DLQByReason        map[string]uint64  `json:"dlq_by_reason"`
-	DLQTopicRecords    int64              `json:"dlq_topic_records"`
-	UsersRefreshed     uint64             `json:"users_refreshed"`
-	Refreshes          uint64             `json:"refreshes"`
-	RecsClickHouseRows uint64             `json:"recs_clickhouse_rows"`
-	EventsClickHouse   uint64             `json:"events_clickhouse_rows"`
-	RecsKafkaRecords   int64              `json:"recs_kafka_records"`
-	Batches            uint64             `json:"batches"`
-	ScoreSeconds       float64            `json:"score_seconds"`
-	WriteSeconds       float64            `json:"write_seconds"`
-	SinkSeconds        map[string]float64 `json:"sink_seconds"`
-	Seconds            float64            `json:"seconds"`
-	EventsPerSec       float64            `json:"events_per_sec"`
-	CeilingPerSec      float64            `json:"raw_consume_events_per_sec,omitempty"`
-	LatencyP50Ms       float64            `json:"latency_p50_ms"`
-	LatencyP95Ms       float64            `json:"latency_p95_ms"`
-	LatencyP99Ms       float64            `json:"latency_p99_ms"`
-	LatencyMaxMs       float64            `json:"latency_max_ms"`
-	SinkRetries        map[string]uint64  `json:"sink_retries"`
-	ModelVersion       string             `json:"model_version"`
-	Examples           []DemoExample      `json:"examples"`
-}
-
-// DemoExample shows one user's interests next to their recommendations.
-type DemoExample struct {
-	UserID    string    `json:"user_id"`
-	Interests []string  `json:"interests"`
-	Items     []string  `json:"items"`
-	Scores    []float32 `json:"scores"`
-	Version   uint64    `json:"version"`
 }
 
 func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
@@ -206,16 +170,16 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 		return fmt.Errorf("pipeline: %w", err)
 	}
 
-	summary, err := collectDemoSummary(ctx, demoSources{
-		stats: c.pipeline.Stats().Snapshot(), produced: o.events, kinds: kinds,
-		clickhouseAddr: ch.Addr(), database: cfg.ClickHouse.Database,
-		brokers: broker.Addrs(), outputTopic: cfg.Output.Topic, dlqTopic: dlqTopic, inputTopic: inputTopic,
-		gen: gen, modelVersion: modelVersion, measureCeiling: o.measureCeiling,
+	summary, err := demo.Collect(ctx, demo.Sources{
+		Stats: c.pipeline.Stats().Snapshot(), Produced: o.events, Kinds: kinds,
+		ClickHouseAddr: ch.Addr(), Database: cfg.ClickHouse.Database,
+		Brokers: broker.Addrs(), OutputTopic: cfg.Output.Topic, DLQTopic: dlqTopic, InputTopic: inputTopic,
+		Gen: gen, ModelVersion: modelVersion, MeasureCeiling: o.measureCeiling,
 	})
 	if err != nil {
 		return err
 	}
-	printDemoSummary(out, summary)
+	demo.Print(out, summary)
 	if o.summaryJSON != "" {
 		raw, _ := json.MarshalIndent(summary, "", "  ")
 		if err := os.WriteFile(o.summaryJSON, append(raw, '\n'), 0o644); err != nil {

@@ -1,4 +1,6 @@
-package main
+// Package demo reads what a demo run left in its sinks and prints the
+// summary `make demo` ends with.
+package demo
 
 import (
 	"context"
@@ -17,28 +19,65 @@ import (
 	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 )
 
-// demoSources are what the summary is read from after the run.
-type demoSources struct {
-	stats          pipeline.Snapshot
-	produced       int
-	kinds          map[string]int
-	clickhouseAddr string
-	database       string
-	brokers        []string
-	inputTopic     string
-	outputTopic    string
-	dlqTopic       string
-	gen            *generator.Generator
-	modelVersion   string
-	measureCeiling bool
+// Summary is what the demo prints, and writes with --summary-json.
+type Summary struct {
+	EventsProduced     int                `json:"events_produced"`
+	EventsValid        uint64             `json:"events_valid"`
+	EventsDLQ          uint64             `json:"events_dlq"`
+	DLQByReason        map[string]uint64  `json:"dlq_by_reason"`
+	DLQTopicRecords    int64              `json:"dlq_topic_records"`
+	UsersRefreshed     uint64             `json:"users_refreshed"`
+	Refreshes          uint64             `json:"refreshes"`
+	RecsClickHouseRows uint64             `json:"recs_clickhouse_rows"`
+	EventsClickHouse   uint64             `json:"events_clickhouse_rows"`
+	RecsKafkaRecords   int64              `json:"recs_kafka_records"`
+	Batches            uint64             `json:"batches"`
+	ScoreSeconds       float64            `json:"score_seconds"`
+	WriteSeconds       float64            `json:"write_seconds"`
+	SinkSeconds        map[string]float64 `json:"sink_seconds"`
+	Seconds            float64            `json:"seconds"`
+	EventsPerSec       float64            `json:"events_per_sec"`
+	CeilingPerSec      float64            `json:"raw_consume_events_per_sec,omitempty"`
+	LatencyP50Ms       float64            `json:"latency_p50_ms"`
+	LatencyP95Ms       float64            `json:"latency_p95_ms"`
+	LatencyP99Ms       float64            `json:"latency_p99_ms"`
+	LatencyMaxMs       float64            `json:"latency_max_ms"`
+	SinkRetries        map[string]uint64  `json:"sink_retries"`
+	ModelVersion       string             `json:"model_version"`
+	Examples           []Example          `json:"examples"`
 }
 
-// collectDemoSummary reads the sinks themselves, not only the pipeline's own
+// Example shows one user's interests next to their recommendations.
+type Example struct {
+	UserID    string    `json:"user_id"`
+	Interests []string  `json:"interests"`
+	Items     []string  `json:"items"`
+	Scores    []float32 `json:"scores"`
+	Version   uint64    `json:"version"`
+}
+
+// Sources are what the summary is read from after the run.
+type Sources struct {
+	Stats          pipeline.Snapshot
+	Produced       int
+	Kinds          map[string]int
+	ClickHouseAddr string
+	Database       string
+	Brokers        []string
+	InputTopic     string
+	OutputTopic    string
+	DLQTopic       string
+	Gen            *generator.Generator
+	ModelVersion   string
+	MeasureCeiling bool
+}
+
+// Collect reads the sinks themselves, not only the pipeline's own
 // counters, so that the summary shows what actually landed.
-func collectDemoSummary(ctx context.Context, src demoSources) (DemoSummary, error) {
-	st := src.stats
-	s := DemoSummary{
-		EventsProduced: src.produced,
+func Collect(ctx context.Context, src Sources) (Summary, error) {
+	st := src.Stats
+	s := Summary{
+		EventsProduced: src.Produced,
 		EventsValid:    st.EventsValid,
 		EventsDLQ:      st.DeadLetters,
 		DLQByReason:    st.DeadByReason,
@@ -53,15 +92,15 @@ func collectDemoSummary(ctx context.Context, src demoSources) (DemoSummary, erro
 		LatencyP99Ms:   ms(st.LatencyP99),
 		LatencyMaxMs:   ms(st.LatencyMax),
 		SinkRetries:    st.Retries,
-		ModelVersion:   src.modelVersion,
+		ModelVersion:   src.ModelVersion,
 	}
 	if s.Seconds > 0 {
 		s.EventsPerSec = float64(st.Records) / s.Seconds
 	}
 
 	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr: []string{src.clickhouseAddr},
-		Auth: clickhouse.Auth{Database: src.database, Username: "default"},
+		Addr: []string{src.ClickHouseAddr},
+		Auth: clickhouse.Auth{Database: src.Database, Username: "default"},
 	})
 	if err != nil {
 		return s, fmt.Errorf("connect to clickhouse for the summary: %w", err)
@@ -75,31 +114,31 @@ func collectDemoSummary(ctx context.Context, src demoSources) (DemoSummary, erro
 		return s, fmt.Errorf("count events: %w", err)
 	}
 
-	adm, err := kgo.NewClient(kgo.SeedBrokers(src.brokers...))
+	adm, err := kgo.NewClient(kgo.SeedBrokers(src.Brokers...))
 	if err != nil {
 		return s, fmt.Errorf("kafka admin client: %w", err)
 	}
 	defer adm.Close()
 	admin := kadm.NewClient(adm)
-	ends, err := admin.ListEndOffsets(ctx, src.outputTopic, src.dlqTopic)
+	ends, err := admin.ListEndOffsets(ctx, src.OutputTopic, src.DLQTopic)
 	if err != nil {
 		return s, fmt.Errorf("list end offsets: %w", err)
 	}
 	ends.Each(func(o kadm.ListedOffset) {
 		switch o.Topic {
-		case src.outputTopic:
+		case src.OutputTopic:
 			s.RecsKafkaRecords += o.Offset
-		case src.dlqTopic:
+		case src.DLQTopic:
 			s.DLQTopicRecords += o.Offset
 		}
 	})
 
-	s.Examples, err = demoExamples(ctx, conn, src.gen, 3)
+	s.Examples, err = demoExamples(ctx, conn, src.Gen, 3)
 	if err != nil {
 		return s, err
 	}
-	if src.measureCeiling {
-		s.CeilingPerSec, err = measureRawConsume(ctx, src.brokers, src.inputTopic, src.produced)
+	if src.MeasureCeiling {
+		s.CeilingPerSec, err = measureRawConsume(ctx, src.Brokers, src.InputTopic, src.Produced)
 		if err != nil {
 			return s, err
 		}
@@ -109,7 +148,7 @@ func collectDemoSummary(ctx context.Context, src demoSources) (DemoSummary, erro
 
 // demoExamples picks the most active users and shows what they like next to
 // what they were recommended.
-func demoExamples(ctx context.Context, conn clickhouse.Conn, gen *generator.Generator, n int) ([]DemoExample, error) {
+func demoExamples(ctx context.Context, conn clickhouse.Conn, gen *generator.Generator, n int) ([]Example, error) {
 	rows, err := conn.Query(ctx, fmt.Sprintf(`
 		SELECT user_id, items, scores, version FROM recommendations FINAL
 		WHERE user_id IN (SELECT user_id FROM events GROUP BY user_id ORDER BY count() DESC, user_id LIMIT %d)
@@ -118,10 +157,10 @@ func demoExamples(ctx context.Context, conn clickhouse.Conn, gen *generator.Gene
 		return nil, fmt.Errorf("query example users: %w", err)
 	}
 	defer rows.Close()
-	var out []DemoExample
+	var out []Example
 	cats := gen.Config().Categories
 	for rows.Next() {
-		var ex DemoExample
+		var ex Example
 		if err := rows.Scan(&ex.UserID, &ex.Items, &ex.Scores, &ex.Version); err != nil {
 			return nil, fmt.Errorf("read example user: %w", err)
 		}
@@ -179,7 +218,7 @@ func measureRawConsume(ctx context.Context, brokers []string, topic string, want
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func printDemoSummary(w io.Writer, s DemoSummary) {
+func Print(w io.Writer, s Summary) {
 	fmt.Fprintf(w, "\nrecstream demo summary\n")
 	fmt.Fprintf(w, "  events produced        %d\n", s.EventsProduced)
 	fmt.Fprintf(w, "  events valid           %d\n", s.EventsValid)
