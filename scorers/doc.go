@@ -9,7 +9,8 @@
 //     GPU in gpu_tower.go and scorers/cuda) and builds the recommendation
 //     records (the per-batch steps are in scorer_batch.go);
 //     model_reloader.go swaps versions between batches;
-//   - user state: StateStore (state_store.go), what a checkpoint saves;
+//   - user state: StateStore (state_store.go), and its checkpoints with
+//     the offsets they reflect (scorers/checkpoints);
 //   - the model format: a model directory (written by model_dir_writer.go,
 //     loaded and checked by model_dir.go; event-type weights in
 //     event_type_weights.go), the registry of versions (model_registry.go),

@@ -8,9 +8,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/recstream/recstream/checkpoints"
 	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/checkpoints"
 )
 
 // scorerCheckpointer takes a checkpoint of the scorer's state at most every

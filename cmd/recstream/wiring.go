@@ -8,7 +8,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/recstream/recstream/checkpoints"
 	"github.com/recstream/recstream/cmd/recstream/internal/config"
 	"github.com/recstream/recstream/cmd/recstream/internal/kafkaauth"
 	"github.com/recstream/recstream/cmd/recstream/internal/metrics"
@@ -16,6 +15,7 @@ import (
 	"github.com/recstream/recstream/consumers"
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/checkpoints"
 	"github.com/recstream/recstream/sinks"
 )
 

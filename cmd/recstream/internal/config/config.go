@@ -19,12 +19,12 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/recstream/recstream/checkpoints"
 	"github.com/recstream/recstream/cmd/recstream/internal/kafkaauth"
 	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 	"github.com/recstream/recstream/cmd/recstream/internal/tlsconfig"
 	"github.com/recstream/recstream/consumers"
 	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/checkpoints"
 	"github.com/recstream/recstream/sinks"
 )
 
