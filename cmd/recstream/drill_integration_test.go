@@ -41,14 +41,8 @@ func TestDrillSuite(t *testing.T) {
 		"--json", jsonPath, "--report", mdPath, "--timeline", pngPath})
 	t.Logf("drill took %s", time.Since(began).Round(time.Second))
 
-	raw, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatalf("drill exited %d and wrote no JSON report: %v (pipeline logs under %s)", code, err, filepath.Join(dir, "work", "scenarios"))
-	}
 	var rep drills.Report
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatal(err)
-	}
+	readDrillJSON(t, code, jsonPath, filepath.Join(dir, "work"), &rep)
 	if md, err := os.ReadFile(mdPath); err != nil {
 		t.Errorf("markdown report: %v", err)
 	} else {
@@ -140,14 +134,8 @@ func TestDrillKill9OverSeeds(t *testing.T) {
 		"--events", strconv.Itoa(drills.DefaultEvents), "--kills", strconv.Itoa(kills), "--binary", bin,
 		"--work-dir", filepath.Join(dir, "work"), "--json", jsonPath, "--report", mdPath})
 	t.Logf("sweep took %s", time.Since(began).Round(time.Second))
-	raw, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatalf("drill exited %d and wrote no JSON report: %v (pipeline logs under %s)", code, err, filepath.Join(dir, "work", "scenarios"))
-	}
 	var sw drills.Sweep
-	if err := json.Unmarshal(raw, &sw); err != nil {
-		t.Fatal(err)
-	}
+	readDrillJSON(t, code, jsonPath, filepath.Join(dir, "work"), &sw)
 	if code != exitOK || !sw.Passed {
 		md, _ := os.ReadFile(mdPath)
 		t.Fatalf("drill exited %d; broken guarantees:\n  %s\n%s", code, strings.Join(sw.Broken, "\n  "), md)
@@ -173,6 +161,19 @@ func TestDrillKill9OverSeeds(t *testing.T) {
 	}
 	if w := sw.Worst[0]; w.Runs != len(seeds) || w.Held != len(seeds) {
 		t.Errorf("worst run %+v: want %d runs, all held", w, len(seeds))
+	}
+}
+
+// readDrillJSON decodes the drill's JSON report at path into v, failing
+// with the exit code and where the pipeline logs are when there is none.
+func readDrillJSON(t *testing.T, code int, path, work string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("drill exited %d and wrote no JSON report: %v (pipeline logs under %s)", code, err, filepath.Join(work, "scenarios"))
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatal(err)
 	}
 }
 
