@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -190,28 +189,7 @@ func (k *ApacheKafka) stopNode(n *apacheKafkaNode, sig syscall.Signal, grace tim
 		return nil
 	default:
 	}
-	began := time.Now()
-	// A negative pid signals the whole process group (Setpgid made pid its id).
-	if err := syscall.Kill(-pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal kafka node %d pid %d with %v: %w", n.id, pid, sig, err)
-	}
-	if sig != syscall.SIGKILL {
-		select {
-		case <-exited:
-			k.log.Info("kafka node stopped", zap.Int("node_id", n.id), zap.Int("pid", pid),
-				zap.Duration("took", time.Since(began)))
-			return nil
-		case <-time.After(grace):
-			k.log.Warn("kafka node did not stop in time; killing it", zap.Int("node_id", n.id),
-				zap.Int("pid", pid), zap.Duration("grace", grace))
-			if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-				return fmt.Errorf("kill kafka node %d pid %d: %w", n.id, pid, err)
-			}
-		}
-	}
-	<-exited
-	k.log.Info("kafka node killed", zap.Int("node_id", n.id), zap.Int("pid", pid))
-	return nil
+	return stopProcessGroup(pid, exited, sig, grace, fmt.Sprintf("kafka node %d", n.id), k.log)
 }
 
 // killAll kills every node; for cleaning up after a failed start.

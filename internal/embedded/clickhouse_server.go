@@ -255,26 +255,7 @@ func (s *ClickHouseServer) stopLocked(sig syscall.Signal, grace time.Duration) e
 		return nil
 	default:
 	}
-	// A negative pid signals the whole process group (Setpgid made pid its id).
-	if err := syscall.Kill(-pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal clickhouse pid %d with %v: %w", pid, sig, err)
-	}
-	if sig != syscall.SIGKILL {
-		select {
-		case <-exited:
-			s.log.Info("clickhouse stopped", zap.Int("pid", pid))
-			return nil
-		case <-time.After(grace):
-			s.log.Warn("clickhouse did not stop in time; killing it", zap.Int("pid", pid),
-				zap.Duration("grace", grace))
-			if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-				return fmt.Errorf("kill clickhouse pid %d: %w", pid, err)
-			}
-		}
-	}
-	<-exited
-	s.log.Info("clickhouse killed", zap.Int("pid", pid))
-	return nil
+	return stopProcessGroup(pid, exited, sig, grace, "clickhouse", s.log)
 }
 
 // logTail returns what the server said about its start-up failure: the
