@@ -261,18 +261,7 @@ func (rep *Report) Table(w io.Writer) error {
 func (rep *Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString("# recstream disaster-recovery drill\n\n")
-	if rep.Passed {
-		fmt.Fprintf(&b, "**Every guarantee held** in %d scenarios.\n\n", len(rep.Scenarios))
-	} else {
-		fmt.Fprintf(&b, "**%d guarantees broken:**\n\n", len(rep.Broken))
-		for _, br := range rep.Broken {
-			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(br, "\n", " "))
-		}
-		b.WriteString("\n")
-	}
-	if rep.Command != "" {
-		fmt.Fprintf(&b, "Command: `%s`\n\n", rep.Command)
-	}
+	writeVerdict(&b, fmt.Sprintf("**Every guarantee held** in %d scenarios.", len(rep.Scenarios)), rep.Broken, rep.Command)
 	st := rep.Settings
 	fmt.Fprintf(&b, "Started %s, took %s. Seed %d, %d input events per scenario over %d partitions; "+
 		"session timeout %gs, checkpoint every %gs, batches of up to %d events.\n\n",
@@ -314,6 +303,24 @@ How to read it:
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeVerdict writes a report's opening: held when nothing is broken, else
+// the list of broken guarantees, each on one line; then the command, if
+// known.
+func writeVerdict(b *strings.Builder, held string, broken []string, command string) {
+	if len(broken) == 0 {
+		b.WriteString(held + "\n\n")
+	} else {
+		fmt.Fprintf(b, "**%d guarantees broken:**\n\n", len(broken))
+		for _, br := range broken {
+			fmt.Fprintf(b, "- %s\n", strings.ReplaceAll(br, "\n", " "))
+		}
+		b.WriteString("\n")
+	}
+	if command != "" {
+		fmt.Fprintf(b, "Command: `%s`\n\n", command)
+	}
 }
 
 func writeScenario(b *strings.Builder, s ScenarioResult) {
