@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -161,6 +162,14 @@ func TestDrillKill9OverSeeds(t *testing.T) {
 	}
 	if w := sw.Worst[0]; w.Runs != len(seeds) || w.Held != len(seeds) {
 		t.Errorf("worst run %+v: want %d runs, all held", w, len(seeds))
+	}
+	// Each seed runs in its own directory; a run that held is removed once
+	// the next begins, the last one stays (as would any that broke).
+	if _, err := os.Stat(filepath.Join(dir, "work", "seed-2")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("work dir of seed 2, which held, is still there (stat: %v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "work", "seed-3", "scenarios", drills.ScenarioKill9, "pipeline.log")); err != nil {
+		t.Errorf("the last run's pipeline log is gone: %v", err)
 	}
 }
 

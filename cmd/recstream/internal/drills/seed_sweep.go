@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -87,9 +89,12 @@ func ParseSeeds(s string) ([]uint64, error) {
 }
 
 // RunSweep runs the drill cfg once per seed, each on a fresh cluster,
-// server and model, and returns every report with each scenario's worst
-// run. An error means a drill could not run; broken guarantees are in the
-// sweep.
+// server and model in its own directory WorkDir/seed-N, and returns every
+// report with each scenario's worst run. The directory of a run that broke
+// a guarantee is kept (its pipeline logs, checkpoints and broker logs are
+// what explains it), as is the last run's; the others are removed as the
+// sweep goes, so that disk use stays at one run's. An error means a drill
+// could not run; broken guarantees are in the sweep.
 func RunSweep(ctx context.Context, cfg Config, seeds []uint64, log *zap.Logger, observe Observer) (*Sweep, error) {
 	if observe == nil {
 		observe = func(Event) {}
@@ -98,17 +103,26 @@ func RunSweep(ctx context.Context, cfg Config, seeds []uint64, log *zap.Logger, 
 	for i, seed := range seeds {
 		c := cfg
 		c.Seed = seed
-		observe(Event{Scenario: "sweep", Phase: "seed", Detail: fmt.Sprintf("seed %d (%d of %d)", seed, i+1, len(seeds))})
+		c.WorkDir = filepath.Join(cfg.WorkDir, fmt.Sprintf("seed-%d", seed))
+		observe(Event{Scenario: "sweep", Phase: "seed", Detail: fmt.Sprintf("seed %d (%d of %d), work dir %s", seed, i+1, len(seeds), c.WorkDir)})
 		r, err := New(c, log.With(zap.Uint64("seed", seed)), observe)
 		if err != nil {
 			return nil, err
 		}
 		rep, err := r.Run(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("seed %d: %w", seed, err)
+			return nil, fmt.Errorf("seed %d (work dir %s): %w", seed, c.WorkDir, err)
 		}
 		sw.add(rep)
-		observe(Event{Scenario: "sweep", Phase: "seed", Detail: fmt.Sprintf("seed %d: %s", seed, sw.verdict(rep))})
+		verdict := sw.verdict(rep)
+		if rep.Passed && i < len(seeds)-1 {
+			if err := os.RemoveAll(c.WorkDir); err != nil {
+				return nil, fmt.Errorf("remove the work dir of seed %d: %w", seed, err)
+			}
+		} else if !rep.Passed {
+			verdict += "; its logs stay in " + c.WorkDir
+		}
+		observe(Event{Scenario: "sweep", Phase: "seed", Detail: fmt.Sprintf("seed %d: %s", seed, verdict)})
 	}
 	sw.Seconds = time.Since(sw.Started).Seconds()
 	return sw, nil
@@ -208,18 +222,7 @@ func (sw *Sweep) Table(w io.Writer) error {
 func (sw *Sweep) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# recstream drill over %d seeds\n\n", len(sw.Seeds))
-	if sw.Passed {
-		fmt.Fprintf(&b, "**Every guarantee held in every run.**\n\n")
-	} else {
-		fmt.Fprintf(&b, "**%d guarantees broken:**\n\n", len(sw.Broken))
-		for _, br := range sw.Broken {
-			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(br, "\n", " "))
-		}
-		b.WriteString("\n")
-	}
-	if sw.Command != "" {
-		fmt.Fprintf(&b, "Command: `%s`\n\n", sw.Command)
-	}
+	writeVerdict(&b, "**Every guarantee held in every run.**", sw.Broken, sw.Command)
 	if len(sw.Runs) > 0 {
 		st := sw.Runs[0].Settings
 		fmt.Fprintf(&b, "Started %s, took %s. %d input events per scenario, %d kills in kill9, %d of the machine's cores "+
