@@ -3,20 +3,19 @@
 // Scorer.Score.
 //
 // What is where:
-//   - serving: Scorer (onnx_scorer.go, configured by scorer_config.go)
-//     gathers the batch's users, runs the model through an engine
-//     (model_engine.go, model_runs.go; ONNX Runtime in ort_runtime.go, the
-//     GPU in gpu_tower.go and scorers/cuda) and builds the recommendation
-//     records (the per-batch steps are in scorer_batch.go);
-//     model_reloader.go swaps versions between batches;
-//   - user state: StateStore (state_store.go), and its checkpoints with
-//     the offsets they reflect (scorers/checkpoints);
-//   - the model format: a model directory (written by model_dir_writer.go,
-//     loaded and checked by model_dir.go; event-type weights in
-//     event_type_weights.go), the registry of versions (model_registry.go),
-//     and the ONNX graphs written from Go (onnx_model_builder.go,
-//     sequence_model_builder.go);
-//   - training: scorers/training, which the pipeline never imports.
+//   - serving, this package: Scorer (onnx_scorer.go, configured by
+//     scorer_config.go) gathers the batch's users, runs the model through
+//     an engine (model_engine.go, model_runs.go; the GPU in gpu_tower.go
+//     and scorers/cuda) and builds the recommendation records (the
+//     per-batch steps are in scorer_batch.go); model_reloader.go swaps
+//     versions between batches;
+//   - scorers/state: the per-user state store and its checkpoints with the
+//     offsets they reflect;
+//   - scorers/models: the model directory format, the registry of versions
+//     and the ONNX graphs written from Go;
+//   - scorers/onnxruntime: the ONNX Runtime library and its sessions;
+//   - scorers/training: the trainers, which the pipeline never imports;
+//   - scorers/internal/scorertest: what the tests of all of these share.
 //
 // The model contract a model trained elsewhere must honour is
 // schemas/MODEL.md.

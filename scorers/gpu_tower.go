@@ -7,6 +7,7 @@ import (
 
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers/cuda"
+	"github.com/recstream/recstream/scorers/models"
 )
 
 // maxGPUScoreBytes bounds one GPU call's score matrix (users x items
@@ -74,7 +75,7 @@ type gpuTower struct {
 // is the configured users per call (0: up to 4096, within 1 GiB of
 // scores).
 func newGPUTower(ranker newRanker, onnx []byte, weights []float32, e *engine, batchUsers int) (*gpuTower, error) {
-	embDims, emb, ok, err := readFloatInitializer(onnx, schemas.ModelInitItemEmbeddings)
+	embDims, emb, ok, err := models.ReadFloatInitializer(onnx, schemas.ModelInitItemEmbeddings)
 	if err == nil && !ok {
 		err = fmt.Errorf("the model has no %s initializer", schemas.ModelInitItemEmbeddings)
 	}
@@ -85,7 +86,7 @@ func newGPUTower(ranker newRanker, onnx []byte, weights []float32, e *engine, ba
 	if len(embDims) != 2 || embDims[0] != int64(n1) || embDims[1] != int64(e.width) {
 		return nil, fmt.Errorf("%s has shape %v, want [%d, %d]", schemas.ModelInitItemEmbeddings, embDims, n1, e.width)
 	}
-	priorDims, prior, ok, err := readFloatInitializer(onnx, schemas.ModelInitItemPrior)
+	priorDims, prior, ok, err := models.ReadFloatInitializer(onnx, schemas.ModelInitItemPrior)
 	if err == nil && (!ok || len(priorDims) != 1 || priorDims[0] != int64(n1)) {
 		err = fmt.Errorf("%s is missing or not of shape [%d]", schemas.ModelInitItemPrior, n1)
 	}

@@ -15,6 +15,10 @@ import (
 
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers/cuda"
+	"github.com/recstream/recstream/scorers/internal/scorertest"
+	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/onnxruntime"
+	"github.com/recstream/recstream/scorers/state"
 )
 
 // gpuAvailable opens and closes the GPU once: nil when one can be used.
@@ -32,8 +36,8 @@ func gpuAvailable() error {
 // model the GPU cannot run is refused under cuda and moved to CPU under
 // auto.
 func TestScorerDeviceSelection(t *testing.T) {
-	tower := writeTestModel(t, testSpec(50, 8, 41))
-	seq := writeSeqModel(t, seqSpec(50, 8, 42, 4, false))
+	tower := scorertest.WriteModel(t, scorertest.Spec(50, 8, 41))
+	seq := scorertest.WriteSequenceModel(t, scorertest.SequenceSpec(50, 8, 42, 4, false))
 	gpuErr := gpuAvailable()
 	t.Logf("GPU: %v", cmpOrErr(gpuErr))
 
@@ -96,49 +100,49 @@ func cmpOrErr(err error) string {
 // graph (so states do not depend on the device), and that the item table
 // and prior read back out of the model are the ones written.
 func TestGPUTowerUpdateMatchesGraph(t *testing.T) {
-	rt := openTestRuntime(t)
+	rt := scorertest.OpenRuntime(t)
 	const n, d, l, b = 300, 24, 5, 40
-	spec := testSpec(n, d, 43)
-	tower := towerFromSpec(t, spec)
-	model, err := BuildUserTower(&UserTowerGraph{Dim: d, Steps: l, TopK: 10,
-		ItemEmbeddings: tower.emb, TypeWeights: tower.weights, ItemPrior: tower.prior})
+	spec := scorertest.Spec(n, d, 43)
+	tower := scorertest.TowerFromSpec(t, spec)
+	model, err := models.BuildUserTower(&models.UserTowerGraph{Dim: d, Steps: l, TopK: 10,
+		ItemEmbeddings: tower.Emb, TypeWeights: tower.Weights, ItemPrior: tower.Prior})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dims, emb, ok, err := readFloatInitializer(model, schemas.ModelInitItemEmbeddings)
-	if err != nil || !ok || !slices.Equal(dims, []int64{n + 1, d}) || !slices.Equal(emb, tower.emb) {
-		t.Fatalf("item embeddings read back: dims %v, ok %v, equal %v, %v", dims, ok, slices.Equal(emb, tower.emb), err)
+	dims, emb, ok, err := models.ReadFloatInitializer(model, schemas.ModelInitItemEmbeddings)
+	if err != nil || !ok || !slices.Equal(dims, []int64{n + 1, d}) || !slices.Equal(emb, tower.Emb) {
+		t.Fatalf("item embeddings read back: dims %v, ok %v, equal %v, %v", dims, ok, slices.Equal(emb, tower.Emb), err)
 	}
-	_, prior, ok, err := readFloatInitializer(model, schemas.ModelInitItemPrior)
-	if err != nil || !ok || !slices.Equal(prior, tower.prior) {
+	_, prior, ok, err := models.ReadFloatInitializer(model, schemas.ModelInitItemPrior)
+	if err != nil || !ok || !slices.Equal(prior, tower.Prior) {
 		t.Fatalf("prior read back: ok %v, %v", ok, err)
 	}
-	if _, _, ok, err := readFloatInitializer(model, "nope"); ok || err != nil {
+	if _, _, ok, err := models.ReadFloatInitializer(model, "nope"); ok || err != nil {
 		t.Fatalf("a missing initializer: ok %v, %v", ok, err)
 	}
 
-	in, out := contractNames()
-	sess, err := rt.newSession(model, in, out, sessionOptions{})
+	in, out := scorertest.ContractNames()
+	sess, err := rt.NewSession(model, in, out, onnxruntime.SessionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sess.Destroy()
 	r := rand.New(rand.NewPCG(44, 45))
-	run := randomRun(r, b, d, l, 4, n, len(tower.weights)-1)
-	run.k = 10
-	for i := range run.decays { // decays that underflow states, and padding
+	run := scorertest.RandomRun(r, b, d, l, 4, n, len(tower.Weights)-1)
+	run.K = 10
+	for i := range run.Decays { // decays that underflow states, and padding
 		switch r.IntN(5) {
 		case 0:
-			run.decays[i] = float32(math.Ldexp(1, -r.IntN(140)))
+			run.Decays[i] = float32(math.Ldexp(1, -r.IntN(140)))
 		case 1:
-			run.items[i], run.types[i], run.decays[i] = 0, 0, 1
+			run.Items[i], run.Types[i], run.Decays[i] = 0, 0, 1
 		}
 	}
-	newS, _, _ := runGraph(t, sess, run)
-	g := &gpuTower{dim: d, emb: tower.emb, weights: tower.weights}
+	newS, _, _ := scorertest.RunGraph(t, sess, run)
+	g := &gpuTower{dim: d, emb: tower.Emb, weights: tower.Weights}
 	for u := range b {
-		state := slices.Clone(run.state[u*d : (u+1)*d])
-		g.update(state, run.items[u*l:(u+1)*l], run.types[u*l:(u+1)*l], run.decays[u*l:(u+1)*l])
+		state := slices.Clone(run.State[u*d : (u+1)*d])
+		g.update(state, run.Items[u*l:(u+1)*l], run.Types[u*l:(u+1)*l], run.Decays[u*l:(u+1)*l])
 		for j, v := range state {
 			if math.Float32bits(v) != math.Float32bits(newS[u*d+j]) {
 				t.Fatalf("user %d state[%d]: Go %x, ONNX Runtime %x", u, j, math.Float32bits(v), math.Float32bits(newS[u*d+j]))
@@ -180,8 +184,8 @@ func TestScorerGPUPathWithGoRanker(t *testing.T) {
 // and agreeing records.
 func compareWithCPU(t *testing.T, gpuCfg Config) {
 	const n, d = 5000, 64
-	spec := testSpec(n, d, 46)
-	dir := writeTestModel(t, spec)
+	spec := scorertest.Spec(n, d, 46)
+	dir := scorertest.WriteModel(t, spec)
 	cpu := newTestScorer(t, Config{ModelDir: dir, Device: DeviceCPU})
 	gpuCfg.ModelDir = dir
 	gpu := newTestScorer(t, gpuCfg)
@@ -228,7 +232,7 @@ func compareWithCPU(t *testing.T, gpuCfg Config) {
 			compared++
 		}
 	}
-	cpu.Store().Each(func(w UserState) bool {
+	cpu.Store().Each(func(w state.UserState) bool {
 		g, _ := gpu.Store().Get(w.UserID)
 		for j := range w.State {
 			if math.Float32bits(g.State[j]) != math.Float32bits(w.State[j]) {
@@ -304,7 +308,7 @@ func TestMaskedScoreMatchesContract(t *testing.T) {
 func BenchmarkScoreDevice(b *testing.B) {
 	gpuErr := gpuAvailable()
 	for _, items := range []int{benchItems, 10 * benchItems} {
-		dir := writeTestModel(b, testSpec(items, benchDim, 1))
+		dir := scorertest.WriteModel(b, scorertest.Spec(items, benchDim, 1))
 		for _, device := range []string{DeviceCPU, DeviceCUDA} {
 			for _, users := range []int{256, 1024, 4096} {
 				b.Run(fmt.Sprintf("items=%d/device=%s/B=%d", items, device, users), func(b *testing.B) {
@@ -381,7 +385,7 @@ func (instantRanker) Close() error { return nil }
 // BenchmarkScoreHostSide is BenchmarkScoreDevice's GPU case with a ranker
 // that takes no time: the refreshes/s the host can feed a GPU at most.
 func BenchmarkScoreHostSide(b *testing.B) {
-	dir := writeTestModel(b, testSpec(benchItems, benchDim, 1))
+	dir := scorertest.WriteModel(b, scorertest.Spec(benchItems, benchDim, 1))
 	for _, users := range []int{256, 1024, 4096} {
 		b.Run(fmt.Sprintf("B=%d", users), func(b *testing.B) {
 			s, err := NewScorer(Config{ModelDir: dir, rankerForTest: func(c cuda.TopKConfig) (topKRanker, error) {

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/scorers/internal/scorertest"
+	"github.com/recstream/recstream/scorers/state"
 )
 
 // Benchmarks of the scorer's per-user hot functions, the Go-side work
@@ -22,26 +24,26 @@ const hotPathUsers = DefaultBatchUsers
 // does around its session runs. One op is one batch of 256 users.
 func BenchmarkStateGatherScatter(b *testing.B) {
 	const stored = 100_000
-	store, err := NewStateStore(benchDim, DefaultMaxExclude, stored)
+	store, err := state.NewVectorStore(benchDim, DefaultMaxExclude, stored)
 	if err != nil {
 		b.Fatal(err)
 	}
-	state := make([]float32, benchDim)
+	vec := make([]float32, benchDim)
 	for i := range stored {
-		state[0] = float32(i)
-		if err := store.Put(UserState{UserID: fmt.Sprintf("u%06d", i), State: state, Offset: -1}); err != nil {
+		vec[0] = float32(i)
+		if err := store.Put(state.UserState{UserID: fmt.Sprintf("u%06d", i), State: vec, Offset: -1}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	slots := make([]int32, hotPathUsers)
 	for i := range slots {
-		slots[i] = store.lookup(fmt.Sprintf("u%06d", r.IntN(stored)))
+		slots[i] = store.Lookup(fmt.Sprintf("u%06d", r.IntN(stored)))
 	}
 	work := make([]float32, hotPathUsers*benchDim)
 	op := func() {
-		store.gather(slots, work)
-		store.scatter(slots, work)
+		store.Gather(slots, work)
+		store.Scatter(slots, work)
 	}
 	allocs := testing.AllocsPerRun(100, op)
 	b.ReportAllocs()
@@ -58,7 +60,7 @@ func BenchmarkStateGatherScatter(b *testing.B) {
 // masked-score and bought-item filter, item index to id, and the Arrow
 // record of the batch. One op is one batch.
 func BenchmarkTopKRecords(b *testing.B) {
-	dir := writeTestModel(b, testSpec(benchItems, benchDim, 1))
+	dir := scorertest.WriteModel(b, scorertest.Spec(benchItems, benchDim, 1))
 	s, err := NewScorer(Config{ModelDir: dir, Device: DeviceCPU}, nil)
 	if err != nil {
 		b.Fatalf("new scorer (run make setup): %v", err)

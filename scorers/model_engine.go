@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/onnxruntime"
 )
 
 // Devices a model can be scored on (Config.Device).
@@ -25,7 +27,7 @@ const (
 // An engine is made off the hot path (at start-up, or by a reload) and
 // used by one Score at a time.
 type engine struct {
-	model    *Model
+	model    *models.Model
 	name     string // registry version (directory name), or the model directory
 	version  string // model_version of the records it produces
 	contract schemas.ModelContract
@@ -76,7 +78,7 @@ func (s *Scorer) loadEngine(ctx context.Context, dir, name string) (*engine, err
 		return nil, err
 	}
 	cfg := s.cfg
-	model, err := LoadModelDir(dir)
+	model, err := models.LoadModelDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -84,11 +86,11 @@ func (s *Scorer) loadEngine(ctx context.Context, dir, name string) (*engine, err
 	if err := e.resolveShapes(cfg); err != nil {
 		return nil, fmt.Errorf("load %s: %w", dir, err)
 	}
-	weights, err := typeWeightVector(cfg.EventTypes, cfg.TypeWeights)
+	weights, err := models.TypeWeightVector(cfg.EventTypes, cfg.TypeWeights)
 	if err != nil {
 		return nil, err
 	}
-	onnx, patched, err := replaceFloatInitializer(model.ONNX, schemas.ModelInitTypeWeights, weights)
+	onnx, patched, err := models.ReplaceFloatInitializer(model.ONNX, schemas.ModelInitTypeWeights, weights)
 	if err != nil {
 		return nil, fmt.Errorf("set type weights in %s: %w", dir, err)
 	}
@@ -110,7 +112,7 @@ func (s *Scorer) loadEngine(ctx context.Context, dir, name string) (*engine, err
 	}
 
 	e.device = DeviceCPU
-	tower := model.Meta.Kind == ModelKindUserTower && e.contract == schemas.ModelContractStateful
+	tower := model.Meta.Kind == models.ModelKindUserTower && e.contract == schemas.ModelContractStateful
 	switch {
 	case cfg.Device == DeviceCPU:
 	case s.ranker != nil && tower:
@@ -119,7 +121,7 @@ func (s *Scorer) loadEngine(ctx context.Context, dir, name string) (*engine, err
 		// NewScorer fails when the GPU cannot be opened, so here the model
 		// is what the GPU cannot run.
 		return nil, fmt.Errorf("device cuda: model %s (kind %q, %s contract) cannot run on the GPU: only the built-in user tower (kind %q) does; set device: auto or cpu to score it with ONNX Runtime on CPU",
-			e.version, model.Meta.Kind, e.contract, ModelKindUserTower)
+			e.version, model.Meta.Kind, e.contract, models.ModelKindUserTower)
 	case s.ranker != nil:
 		s.log.Info("device auto: scoring on CPU with ONNX Runtime: only the built-in user tower runs on the GPU",
 			zap.String("model_version", e.version), zap.String("kind", model.Meta.Kind), zap.String("contract", string(e.contract)))
@@ -132,7 +134,7 @@ func (s *Scorer) loadEngine(ctx context.Context, dir, name string) (*engine, err
 		e.batch, e.fixedBatch = e.gpu.rows, false
 	} else {
 		e.inputs, e.outputs = e.tensorNames()
-		e.session, err = s.rt.newSession(onnx, e.inputs, e.outputs, sessionOptions{
+		e.session, err = s.rt.NewSession(onnx, e.inputs, e.outputs, onnxruntime.SessionOptions{
 			IntraOpThreads: cfg.IntraOpThreads, AllowSpinning: cfg.allowSpinning,
 		})
 		if err != nil {
@@ -163,7 +165,7 @@ func (e *engine) resolveShapes(cfg Config) error {
 		case m.Steps > 0:
 			e.steps = m.Steps
 		default:
-			e.steps = cmp.Or(cfg.StepsPerRound, DefaultSteps)
+			e.steps = cmp.Or(cfg.StepsPerRound, models.DefaultSteps)
 		}
 	case schemas.ModelContractSequence:
 		switch {
@@ -172,7 +174,7 @@ func (e *engine) resolveShapes(cfg Config) error {
 		case m.History > 0:
 			e.width = m.History
 		default:
-			e.width = cmp.Or(cfg.HistoryLen, DefaultHistory)
+			e.width = cmp.Or(cfg.HistoryLen, models.DefaultHistory)
 		}
 		if e.width > maxHistoryLen {
 			return fmt.Errorf("history_len: the model's H=%d exceeds %d", e.width, maxHistoryLen)
@@ -192,7 +194,7 @@ func (e *engine) resolveShapes(cfg Config) error {
 	if e.modelK <= 0 {
 		// A dynamic K is only known after a run; size the buffers for the
 		// configured K and check the run's output shape.
-		e.modelK = cmp.Or(cfg.TopK, DefaultTopK)
+		e.modelK = cmp.Or(cfg.TopK, models.DefaultTopK)
 	}
 	if cfg.TopK > e.modelK {
 		return fmt.Errorf("top_k: %d, but the model returns K=%d", cfg.TopK, e.modelK)
@@ -315,7 +317,7 @@ func (e *engine) storeLayout() (dim, histLen int) {
 // itemRemap returns, for each item index of from, the index of the same
 // item in to (0 when to does not know it); nil when both models have the
 // same items in the same order.
-func itemRemap(from, to *Model) []int32 {
+func itemRemap(from, to *models.Model) []int32 {
 	if slices.Equal(from.Items, to.Items) {
 		return nil
 	}

@@ -16,90 +16,10 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/scorers/internal/scorertest"
+	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/state"
 )
-
-// newRegistry returns a registry in a temporary directory holding the given
-// versions, written by their writers.
-func newRegistry(t *testing.T, versions map[string]func(dir string) error) *ModelRegistry {
-	t.Helper()
-	r := NewModelRegistry(t.TempDir())
-	for name, write := range versions {
-		if err := write(filepath.Join(r.Dir(), name)); err != nil {
-			t.Fatalf("write version %s: %v", name, err)
-		}
-	}
-	return r
-}
-
-func towerVersion(spec ModelSpec) func(string) error {
-	return func(dir string) error { return WriteModelDir(dir, spec) }
-}
-
-func sequenceVersion(spec SequenceModelSpec) func(string) error {
-	return func(dir string) error { return WriteSequenceModelDir(dir, spec) }
-}
-
-func TestModelRegistryActivateAndList(t *testing.T) {
-	spec := testSpec(10, 4, 1)
-	v1, v2 := spec, spec
-	v1.Version, v2.Version = "v1", "v2"
-	r := newRegistry(t, map[string]func(string) error{"v1": towerVersion(v1), "v2": towerVersion(v2)})
-	if _, err := r.Current(); !errors.Is(err, ErrNoCurrentVersion) || !strings.Contains(err.Error(), "models activate") {
-		t.Fatalf("Current with no CURRENT file = %v", err)
-	}
-	if err := r.Activate("v2"); err != nil {
-		t.Fatal(err)
-	}
-	if cur, err := r.Current(); err != nil || cur != "v2" {
-		t.Fatalf("Current = %q, %v; want v2", cur, err)
-	}
-	data, _ := os.ReadFile(filepath.Join(r.Dir(), schemas.ModelFileCurrent))
-	if string(data) != "v2\n" {
-		t.Fatalf("CURRENT holds %q", data)
-	}
-	if err := os.Mkdir(filepath.Join(r.Dir(), "broken"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	list, err := r.List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, v := range list {
-		names = append(names, v.Version)
-	}
-	if !slices.Equal(names, []string{"broken", "v1", "v2"}) || list[0].Err == nil || list[1].Current || !list[2].Current ||
-		list[2].Meta.Version != "v2" || list[2].Meta.NumItems != 10 {
-		t.Fatalf("List = %+v", list)
-	}
-	for _, tc := range []struct{ version, want string }{
-		{"v9", "no such file"},
-		{"broken", "no such file"},
-		{"../v1", "not a plain directory name"},
-		{".tmp", "starts with a dot"},
-		{"CURRENT", "registry's own file"},
-		{"", "empty"},
-	} {
-		if err := r.Activate(tc.version); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Activate(%q) = %v, want an error containing %q", tc.version, err, tc.want)
-		}
-	}
-	if cur, _ := r.Current(); cur != "v2" {
-		t.Fatalf("a refused activation changed CURRENT to %q", cur)
-	}
-	entries, _ := os.ReadDir(r.Dir())
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			t.Fatalf("temporary file left behind: %s", e.Name())
-		}
-	}
-	if err := os.WriteFile(filepath.Join(r.Dir(), schemas.ModelFileCurrent), []byte("../etc\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Current(); err == nil || !strings.Contains(err.Error(), "not a plain directory name") {
-		t.Fatalf("Current of a CURRENT naming a path = %v", err)
-	}
-}
 
 // swapEvents returns batches of events: batch i has users drawn from 40,
 // one to three events each, offsets following on.
@@ -134,11 +54,11 @@ func distinctUsers(evs []testEvent) int {
 // same), the final states equal those of a scorer that never swapped: no
 // event was dropped or applied twice.
 func TestScorerHotSwapUnderLoad(t *testing.T) {
-	spec := testSpec(100, 8, 31)
+	spec := scorertest.Spec(100, 8, 31)
 	v1, v2 := spec, spec
 	v1.Version, v2.Version = "v1", "v2"
 	v2.PriorWeight = 0.5
-	r := newRegistry(t, map[string]func(string) error{"v1": towerVersion(v1), "v2": towerVersion(v2)})
+	r := scorertest.Registry(t, map[string]func(string) error{"v1": scorertest.TowerVersion(v1), "v2": scorertest.TowerVersion(v2)})
 	if err := r.Activate("v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +120,7 @@ func TestScorerHotSwapUnderLoad(t *testing.T) {
 	if records != want {
 		t.Fatalf("%d records with the swap, %d without", records, want)
 	}
-	plain.Store().Each(func(w UserState) bool {
+	plain.Store().Each(func(w state.UserState) bool {
 		got, ok := s.Store().Get(w.UserID)
 		if !ok || !slices.Equal(got.State, w.State) || got.Offset != w.Offset || !slices.Equal(got.Bought, w.Bought) {
 			t.Fatalf("%s after the swap: %+v\nwithout: %+v", w.UserID, got, w)
@@ -213,13 +133,13 @@ func TestScorerHotSwapUnderLoad(t *testing.T) {
 // contract: it is refused and logged, the old version keeps serving, and a
 // good version after it is taken.
 func TestScorerRefusesBrokenVersion(t *testing.T) {
-	spec := testSpec(20, 4, 32)
+	spec := scorertest.Spec(20, 4, 32)
 	v1, v3 := spec, spec
 	v1.Version, v3.Version = "v1", "v3"
-	r := newRegistry(t, map[string]func(string) error{"v1": towerVersion(v1), "v2": towerVersion(spec), "v3": towerVersion(v3)})
+	r := scorertest.Registry(t, map[string]func(string) error{"v1": scorertest.TowerVersion(v1), "v2": scorertest.TowerVersion(spec), "v3": scorertest.TowerVersion(v3)})
 	// v2's graph is replaced by one with a float32 item_history.
-	broken := craftModelDir(t, []valueSpec{{schemas.ModelInputItemHistory, tensorFloat, []dim{dimParam("B"), dimValue(2)}}},
-		[]valueSpec{{schemas.ModelOutputTopScores, tensorFloat, []dim{dimParam("B"), dimValue(2)}}}, []string{schemas.ModelInputItemHistory})
+	broken := scorertest.CraftModelDir(t, []scorertest.ValueSpec{{Name: schemas.ModelInputItemHistory, Type: models.TensorFloat, Dims: []models.Dim{models.DimParam("B"), models.DimValue(2)}}},
+		[]scorertest.ValueSpec{{Name: schemas.ModelOutputTopScores, Type: models.TensorFloat, Dims: []models.Dim{models.DimParam("B"), models.DimValue(2)}}}, []string{schemas.ModelInputItemHistory})
 	data, _ := os.ReadFile(filepath.Join(broken, schemas.ModelFileONNX))
 	if err := os.WriteFile(filepath.Join(r.Dir(), "v2", schemas.ModelFileONNX), data, 0o644); err != nil {
 		t.Fatal(err)
@@ -275,18 +195,18 @@ func TestScorerRefusesBrokenVersion(t *testing.T) {
 // contract or width changes, and keep their clock, position and bought
 // items (by item id) throughout.
 func TestScorerSwapsAcrossContracts(t *testing.T) {
-	tower := testSpec(30, 8, 33)
+	tower := scorertest.Spec(30, 8, 33)
 	tower.Version = "tower-d8"
-	wide := testSpec(30, 16, 34)
+	wide := scorertest.Spec(30, 16, 34)
 	wide.Version = "tower-d16"
-	seq := seqSpec(30, 8, 35, 4, false)
+	seq := scorertest.SequenceSpec(30, 8, 35, 4, false)
 	seq.Version = "seq-h4"
 	// The same items in reverse order: every index changes.
-	shuffled := testSpec(30, 16, 36)
+	shuffled := scorertest.Spec(30, 16, 36)
 	shuffled.Version = "tower-d16-reversed"
 	slices.Reverse(shuffled.Items)
-	r := newRegistry(t, map[string]func(string) error{
-		"a": towerVersion(tower), "b": sequenceVersion(seq), "c": towerVersion(wide), "d": towerVersion(shuffled),
+	r := scorertest.Registry(t, map[string]func(string) error{
+		"a": scorertest.TowerVersion(tower), "b": scorertest.SequenceVersion(seq), "c": scorertest.TowerVersion(wide), "d": scorertest.TowerVersion(shuffled),
 	})
 	if err := r.Activate("a"); err != nil {
 		t.Fatal(err)
@@ -365,7 +285,7 @@ func TestScorerConfigModelsDir(t *testing.T) {
 		t.Fatalf("defaults: %+v", c)
 	}
 	dir := t.TempDir()
-	if _, err := NewScorer(Config{ModelsDir: dir}, nil); err == nil || !errors.Is(err, ErrNoCurrentVersion) || !strings.Contains(err.Error(), "models_dir") {
+	if _, err := NewScorer(Config{ModelsDir: dir}, nil); err == nil || !errors.Is(err, models.ErrNoCurrentVersion) || !strings.Contains(err.Error(), "models_dir") {
 		t.Fatalf("NewScorer with an empty models dir = %v", err)
 	}
 }
@@ -374,9 +294,9 @@ func TestScorerConfigModelsDir(t *testing.T) {
 // watcher refuses a broken version once (no retry every tick), and takes
 // it when it is fixed and activated again.
 func TestScorerWatcherRetriesRefusedVersionOnlyWhenActivatedAgain(t *testing.T) {
-	good := testSpec(20, 4, 37)
+	good := scorertest.Spec(20, 4, 37)
 	good.Version = "v1"
-	r := newRegistry(t, map[string]func(string) error{"v1": towerVersion(good)})
+	r := scorertest.Registry(t, map[string]func(string) error{"v1": scorertest.TowerVersion(good)})
 	if err := r.Activate("v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -402,10 +322,10 @@ func TestScorerWatcherRetriesRefusedVersionOnlyWhenActivatedAgain(t *testing.T) 
 		t.Fatalf("%d refusals, serving %s; want one refusal and v1 serving on", n, s.ModelVersion())
 	}
 	// Fix v2 in place and activate it again.
-	fixed := testSpec(20, 4, 38)
+	fixed := scorertest.Spec(20, 4, 38)
 	fixed.Version = "v2"
 	tmp := filepath.Join(t.TempDir(), "v2")
-	if err := WriteModelDir(tmp, fixed); err != nil {
+	if err := models.WriteModelDir(tmp, fixed); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{schemas.ModelFileONNX, schemas.ModelFileItems, schemas.ModelFileMetadata} {

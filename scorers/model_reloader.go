@@ -83,7 +83,7 @@ func (s *Scorer) reloadCurrent(ctx context.Context, explicit bool) error {
 	if closed {
 		return errors.New("reload: scorer is closed")
 	}
-	name, written, err := s.registry.current()
+	name, written, err := s.registry.CurrentWritten()
 	if err != nil {
 		if err.Error() != r.lastErr || explicit {
 			s.log.Error("read the current model version; the old one keeps serving", zap.Error(err))
@@ -158,7 +158,7 @@ func (s *Scorer) adopt(next *engine) {
 	next.remapFrom, next.remap = nil, nil
 	keep := old.contract == next.contract && old.width == next.width
 	dim, histLen := next.storeLayout()
-	s.store.reshape(dim, histLen, next.exclude, remap, !keep)
+	s.store.Reshape(dim, histLen, next.exclude, remap, !keep)
 	s.eng.Store(next)
 	s.swaps.Add(1)
 	if err := old.close(); err != nil {

@@ -12,7 +12,7 @@ func (s *Scorer) gatherWork(d int) {
 	b := &s.b
 	nUsers := len(b.users)
 	b.work = slices.Grow(b.work[:0], nUsers*d)[:nUsers*d]
-	s.store.gather(b.slots, b.work)
+	s.store.Gather(b.slots, b.work)
 	for _, u := range b.active {
 		if b.users[u].cold {
 			clear(b.work[int(u)*d : (int(u)+1)*d])

@@ -16,6 +16,9 @@ import (
 
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers/cuda"
+	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/onnxruntime"
+	"github.com/recstream/recstream/scorers/state"
 )
 
 // Scorer refreshes the recommendations of the users of each event batch:
@@ -52,12 +55,12 @@ import (
 type Scorer struct {
 	cfg        Config
 	log        *zap.Logger
-	rt         *Runtime
-	gpu        *cuda.Device   // nil on CPU
-	ranker     newRanker      // makes a model's GPU ranker; nil on CPU
-	registry   *ModelRegistry // nil with model_dir
+	rt         *onnxruntime.Runtime
+	gpu        *cuda.Device          // nil on CPU
+	ranker     newRanker             // makes a model's GPU ranker; nil on CPU
+	registry   *models.ModelRegistry // nil with model_dir
 	eng        atomic.Pointer[engine]
-	store      *StateStore
+	store      *state.Store
 	halfLifeMs float64
 	idleMs     int64 // IdleExpiry in ms; 0 = never
 
@@ -89,7 +92,7 @@ func NewScorer(cfg Config, log *zap.Logger) (*Scorer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("scorer config: %w", err)
 	}
-	rt, err := OpenRuntime(cfg.LibraryPath, log)
+	rt, err := onnxruntime.OpenRuntime(cfg.LibraryPath, log)
 	if err != nil {
 		return nil, fmt.Errorf("new scorer: %w", err)
 	}
@@ -112,7 +115,7 @@ func (s *Scorer) start() error {
 	}
 	dir, name := cfg.ModelDir, cfg.ModelDir
 	if cfg.ModelsDir != "" {
-		s.registry = NewModelRegistry(cfg.ModelsDir)
+		s.registry = models.NewModelRegistry(cfg.ModelsDir)
 		if name, err = s.registry.Current(); err != nil {
 			return fmt.Errorf("models_dir: %w", err)
 		}
@@ -125,7 +128,7 @@ func (s *Scorer) start() error {
 		return err
 	}
 	dim, histLen := e.storeLayout()
-	if s.store, err = newStore(dim, histLen, e.exclude, cfg.MaxUsers); err != nil {
+	if s.store, err = state.New(dim, histLen, e.exclude, cfg.MaxUsers); err != nil {
 		e.close()
 		return err
 	}
@@ -133,7 +136,7 @@ func (s *Scorer) start() error {
 	s.reload.target = name
 	s.halfLifeMs = float64(cfg.DecayHalfLife.Milliseconds())
 	s.idleMs = cfg.IdleExpiry.Milliseconds()
-	s.clockMs = noTs
+	s.clockMs = state.NoTimestamp
 	s.b.index = make(map[string]int32)
 	s.recs = schemas.NewRecommendationBuilder(nil)
 	s.log.Info("scorer ready",
@@ -151,7 +154,7 @@ func (s *Scorer) start() error {
 	return nil
 }
 
-func sameTypeWeights(meta ModelMetadata, types []string, weights []float32) bool {
+func sameTypeWeights(meta models.ModelMetadata, types []string, weights []float32) bool {
 	if len(meta.EventTypes) != len(meta.TypeWeights) || len(meta.EventTypes) == 0 {
 		return false
 	}
@@ -220,7 +223,7 @@ func (s *Scorer) Device() string { return s.eng.Load().device }
 
 // Model returns the serving model. Its ONNX bytes are released once the
 // model is loaded (Model.ONNX is nil).
-func (s *Scorer) Model() *Model { return s.eng.Load().model }
+func (s *Scorer) Model() *models.Model { return s.eng.Load().model }
 
 // Users is the number of users whose state is kept, as of the last Score.
 func (s *Scorer) Users() int { return int(s.users.Load()) }
@@ -240,7 +243,7 @@ func (s *Scorer) Skipped() uint64 { return s.skipped.Load() }
 
 // Store returns the state store, for checkpoints. It must not be used while
 // Score runs. A model swap reshapes it in place (see Scorer).
-func (s *Scorer) Store() *StateStore { return s.store }
+func (s *Scorer) Store() *state.Store { return s.store }
 
 // Close stops watching the models directory and releases the model, the
 // GPU and the runtime handle.

@@ -17,6 +17,9 @@ import (
 
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers/cuda"
+	"github.com/recstream/recstream/scorers/internal/scorertest"
+	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/state"
 )
 
 // Type codes of schemas.DefaultEventTypes.
@@ -102,10 +105,10 @@ func TestScorerConfigValidate(t *testing.T) {
 // one run holds, purchases excluded.
 func TestScorerMatchesReference(t *testing.T) {
 	const n, d = 300, 16
-	spec := testSpec(n, d, 11)
-	dir := writeTestModel(t, spec)
+	spec := scorertest.Spec(n, d, 11)
+	dir := scorertest.WriteModel(t, spec)
 	s := newTestScorer(t, Config{ModelDir: dir, BatchUsers: 2})
-	tower := towerFromSpec(t, spec)
+	tower := scorertest.TowerFromSpec(t, spec)
 	halfLife := float64(DefaultDecayHalfLife.Milliseconds())
 
 	r := rand.New(rand.NewPCG(21, 22))
@@ -137,7 +140,7 @@ func TestScorerMatchesReference(t *testing.T) {
 	if len(recs) != len(order) {
 		t.Fatalf("%d records for %d users", len(recs), len(order))
 	}
-	k := DefaultTopK
+	k := models.DefaultTopK
 	for i, rec := range recs {
 		if rec.UserID != order[i] {
 			t.Fatalf("record %d is for %s, want first-seen order %v", i, rec.UserID, order)
@@ -151,11 +154,11 @@ func TestScorerMatchesReference(t *testing.T) {
 			}
 			decay := float32(1)
 			if newest != math.MinInt64 && e.ts > newest {
-				decay = decayFactor(e.ts-newest, halfLife)
+				decay = models.DecayFactor(e.ts-newest, halfLife)
 			}
 			newest = max(newest, e.ts)
 			item := int64(s.Model().ItemIndex(e.item))
-			tower.update(state, []int64{item}, []int64{int64(e.typ) + 1}, []float32{decay})
+			tower.Update(state, []int64{item}, []int64{int64(e.typ) + 1}, []float32{decay})
 			if e.typ == typePurchase && !slices.Contains(exclude, item) {
 				exclude = append(exclude, item)
 			}
@@ -163,7 +166,7 @@ func TestScorerMatchesReference(t *testing.T) {
 		}
 		wantScores := make([]float32, k)
 		wantItems := make([]int64, k)
-		tower.topK(state, exclude, k, wantScores, wantItems)
+		tower.TopK(state, exclude, k, wantScores, wantItems)
 		if rec.Version != uint64(last.offset) || rec.Offset != last.offset || rec.Partition != 2 ||
 			rec.EventTsMs != newest || rec.ProducedAtMs != last.ts+5 || rec.ModelVersion != spec.Version {
 			t.Errorf("%s: record position/version fields %+v, want offset %d ts %d", rec.UserID, rec, last.offset, newest)
@@ -198,9 +201,9 @@ func TestScorerMatchesReference(t *testing.T) {
 }
 
 func TestScorerColdUserGetsPopularity(t *testing.T) {
-	spec := testSpec(50, 8, 3)
-	s := newTestScorer(t, Config{ModelDir: writeTestModel(t, spec), TopK: 5})
-	tower := towerFromSpec(t, spec)
+	spec := scorertest.Spec(50, 8, 3)
+	s := newTestScorer(t, Config{ModelDir: scorertest.WriteModel(t, spec), TopK: 5})
+	tower := scorertest.TowerFromSpec(t, spec)
 	recs := score(t, s, []testEvent{
 		{user: "searcher", typ: typeSearch, ts: 1000, offset: 7},
 		{user: "stranger", item: "not-in-model", typ: typeView, ts: 1000, offset: 8},
@@ -214,16 +217,16 @@ func TestScorerColdUserGetsPopularity(t *testing.T) {
 			t.Errorf("%s: items %v, want the most popular %v", rec.UserID, rec.Items, want)
 		}
 		for j, score := range rec.Scores {
-			if score != tower.prior[j+1] {
-				t.Errorf("%s: score %d = %g, want the prior %g", rec.UserID, j, score, tower.prior[j+1])
+			if score != tower.Prior[j+1] {
+				t.Errorf("%s: score %d = %g, want the prior %g", rec.UserID, j, score, tower.Prior[j+1])
 			}
 		}
 	}
 }
 
 func TestScorerExcludesPurchases(t *testing.T) {
-	spec := testSpec(100, 8, 4)
-	s := newTestScorer(t, Config{ModelDir: writeTestModel(t, spec), TopK: 10})
+	spec := scorertest.Spec(100, 8, 4)
+	s := newTestScorer(t, Config{ModelDir: scorertest.WriteModel(t, spec), TopK: 10})
 	var evs []testEvent
 	for i := range 5 {
 		evs = append(evs, testEvent{user: "buyer", item: "i0042", typ: typeCart, ts: 1000, offset: int64(i)})
@@ -247,8 +250,8 @@ func TestScorerExcludesPurchases(t *testing.T) {
 }
 
 func TestScorerExcludeListKeepsNewest(t *testing.T) {
-	spec := testSpec(20, 4, 5)
-	s := newTestScorer(t, Config{ModelDir: writeTestModel(t, spec), MaxExclude: 3})
+	spec := scorertest.Spec(20, 4, 5)
+	s := newTestScorer(t, Config{ModelDir: scorertest.WriteModel(t, spec), MaxExclude: 3})
 	var evs []testEvent
 	for i := range 5 {
 		evs = append(evs, testEvent{user: "u", item: fmt.Sprintf("i%04d", i), typ: typePurchase, ts: 1000, offset: int64(i)})
@@ -269,8 +272,8 @@ func TestScorerExcludeListKeepsNewest(t *testing.T) {
 }
 
 func TestScorerUnknownItemAdvancesVersionOnly(t *testing.T) {
-	spec := testSpec(40, 8, 6)
-	s := newTestScorer(t, Config{ModelDir: writeTestModel(t, spec)})
+	spec := scorertest.Spec(40, 8, 6)
+	s := newTestScorer(t, Config{ModelDir: scorertest.WriteModel(t, spec)})
 	first := score(t, s, []testEvent{{user: "u", item: "i0003", typ: typeClick, ts: 5000, offset: 10}})
 	before, _ := s.Store().Get("u")
 	second := score(t, s, []testEvent{{user: "u", item: "new-item", typ: typeClick, ts: 5000, offset: 11}})
@@ -307,16 +310,16 @@ func TestScorerDeterminism(t *testing.T) {
 
 func checkDeterminism(t *testing.T, device string) {
 	const n, d = 2000, 32
-	spec := testSpec(n, d, 8)
-	dir8 := writeTestModel(t, spec)
+	spec := scorertest.Spec(n, d, 8)
+	dir8 := scorertest.WriteModel(t, spec)
 	spec3 := spec
 	spec3.Steps = 3
 	spec3.Version = "steps3"
-	dir3 := writeTestModel(t, spec3)
+	dir3 := scorertest.WriteModel(t, spec3)
 	specB := spec
 	specB.Batch = 4
 	specB.Version = "batch4"
-	dirB := writeTestModel(t, specB)
+	dirB := scorertest.WriteModel(t, specB)
 
 	r := rand.New(rand.NewPCG(31, 32))
 	var evs []testEvent
@@ -365,7 +368,7 @@ func checkDeterminism(t *testing.T, device string) {
 		{"L=8 model with a fixed B=4, batches of 1..40", Config{ModelDir: dirB}, random(5, 40)},
 	}
 	type result struct {
-		states map[string]UserState
+		states map[string]state.UserState
 		last   map[string]schemas.Recommendation
 	}
 	results := make([]result, len(variants))
@@ -380,7 +383,7 @@ func checkDeterminism(t *testing.T, device string) {
 		if device == DeviceCPU && v.cfg.ModelDir == dirB && (!s.eng.Load().fixedBatch || s.eng.Load().batch != 4) {
 			t.Fatalf("fixed-B model: fixed=%v users per run %d, want runs padded to 4", s.eng.Load().fixedBatch, s.eng.Load().batch)
 		}
-		res := result{states: map[string]UserState{}, last: map[string]schemas.Recommendation{}}
+		res := result{states: map[string]state.UserState{}, last: map[string]schemas.Recommendation{}}
 		start := 0
 		for _, size := range v.splits(len(evs)) {
 			for _, rec := range score(t, s, evs[start:start+size]) {
@@ -391,7 +394,7 @@ func checkDeterminism(t *testing.T, device string) {
 			}
 			start += size
 		}
-		s.Store().Each(func(u UserState) bool {
+		s.Store().Each(func(u state.UserState) bool {
 			res.states[u.UserID] = u
 			return true
 		})
@@ -445,8 +448,8 @@ func checkDeterminism(t *testing.T, device string) {
 }
 
 func TestScorerSkipsReplayedEvents(t *testing.T) {
-	spec := testSpec(60, 8, 9)
-	dir := writeTestModel(t, spec)
+	spec := scorertest.Spec(60, 8, 9)
+	dir := scorertest.WriteModel(t, spec)
 	var evs []testEvent
 	for i := range 15 {
 		evs = append(evs, testEvent{user: fmt.Sprintf("u%d", i%3), item: fmt.Sprintf("i%04d", i*3), typ: typeView, ts: int64(1000 + i*60_000), partition: 4, offset: int64(i)})
@@ -485,7 +488,7 @@ func TestScorerSkipsReplayedEvents(t *testing.T) {
 }
 
 func TestScorerEvictsIdleUsers(t *testing.T) {
-	s := newTestScorer(t, Config{ModelDir: writeTestModel(t, testSpec(10, 4, 10)), MaxUsers: 3})
+	s := newTestScorer(t, Config{ModelDir: scorertest.WriteModel(t, scorertest.Spec(10, 4, 10)), MaxUsers: 3})
 	ev := func(u string, off int64) testEvent {
 		return testEvent{user: u, item: "i0001", typ: typeView, ts: 1000, offset: off}
 	}
@@ -511,8 +514,8 @@ func TestScorerEvictsIdleUsers(t *testing.T) {
 }
 
 func TestScorerTypeWeights(t *testing.T) {
-	spec := testSpec(10, 4, 12)
-	dir := writeTestModel(t, spec)
+	spec := scorertest.Spec(10, 4, 12)
+	dir := scorertest.WriteModel(t, spec)
 	plain := newTestScorer(t, Config{ModelDir: dir})
 	if plain.ModelVersion() != spec.Version {
 		t.Fatalf("model version %q, want %q when the weights are the model's", plain.ModelVersion(), spec.Version)
@@ -537,7 +540,7 @@ func TestScorerTypeWeights(t *testing.T) {
 }
 
 func TestScorerCancelledBatchChangesNothing(t *testing.T) {
-	s := newTestScorer(t, Config{ModelDir: writeTestModel(t, testSpec(10, 4, 13))})
+	s := newTestScorer(t, Config{ModelDir: scorertest.WriteModel(t, scorertest.Spec(10, 4, 13))})
 	score(t, s, []testEvent{{user: "u", item: "i0001", typ: typeView, ts: 1000, offset: 0}})
 	before, _ := s.Store().Get("u")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -561,7 +564,7 @@ func TestScorerCancelledBatchChangesNothing(t *testing.T) {
 }
 
 func TestScorerRefusesModelMismatch(t *testing.T) {
-	dir := writeTestModel(t, testSpec(10, 4, 14))
+	dir := scorertest.WriteModel(t, scorertest.Spec(10, 4, 14))
 	for _, tc := range []struct {
 		cfg  Config
 		want string
@@ -581,9 +584,9 @@ func TestScorerRefusesModelMismatch(t *testing.T) {
 }
 
 func TestScorerBatchUsersDefault(t *testing.T) {
-	small := newTestScorer(t, Config{ModelDir: writeTestModel(t, testSpec(10, 2, 15))})
-	big := newTestScorer(t, Config{ModelDir: writeTestModel(t, testSpec(100_000, 2, 16))})
-	set := newTestScorer(t, Config{ModelDir: writeTestModel(t, testSpec(100, 2, 17)), BatchUsers: 3000})
+	small := newTestScorer(t, Config{ModelDir: scorertest.WriteModel(t, scorertest.Spec(10, 2, 15))})
+	big := newTestScorer(t, Config{ModelDir: scorertest.WriteModel(t, scorertest.Spec(100_000, 2, 16))})
+	set := newTestScorer(t, Config{ModelDir: scorertest.WriteModel(t, scorertest.Spec(100, 2, 17)), BatchUsers: 3000})
 	// 64 MiB of float32 scores over 100,001 item indices is 167 users.
 	if small.eng.Load().batch != 256 || big.eng.Load().batch != 167 || set.eng.Load().batch != 3000 {
 		t.Fatalf("users per run: %d, %d, %d; want 256, 167 and the configured 3000", small.eng.Load().batch, big.eng.Load().batch, set.eng.Load().batch)
@@ -595,7 +598,7 @@ func TestScorerBatchUsersDefault(t *testing.T) {
 // when they come back, with the same records whatever the batch splits.
 func TestScorerIdleExpiry(t *testing.T) {
 	const hour = int64(3_600_000)
-	dir := writeTestModel(t, testSpec(50, 8, 21))
+	dir := scorertest.WriteModel(t, scorertest.Spec(50, 8, 21))
 	evs := []testEvent{
 		{user: "a", item: "i0001", typ: typePurchase, ts: 0, offset: 0},
 		{user: "b", item: "i0002", typ: typeView, ts: 10, offset: 1},
@@ -607,12 +610,12 @@ func TestScorerIdleExpiry(t *testing.T) {
 	}
 	type result struct {
 		recs   map[string]string
-		states map[string]UserState
+		states map[string]state.UserState
 		stats  ScorerStats
 	}
 	run := func(splits []int) result {
 		s := newTestScorer(t, Config{ModelDir: dir, IdleExpiry: time.Hour})
-		res := result{recs: map[string]string{}, states: map[string]UserState{}}
+		res := result{recs: map[string]string{}, states: map[string]state.UserState{}}
 		start := 0
 		for _, n := range splits {
 			for _, rec := range score(t, s, evs[start:start+n]) {
@@ -621,7 +624,7 @@ func TestScorerIdleExpiry(t *testing.T) {
 			}
 			start += n
 		}
-		s.Store().Each(func(u UserState) bool { res.states[u.UserID] = u; return true })
+		s.Store().Each(func(u state.UserState) bool { res.states[u.UserID] = u; return true })
 		res.stats = s.Stats()
 		return res
 	}

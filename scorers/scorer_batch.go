@@ -7,6 +7,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/state"
 )
 
 // The per-batch work of Scorer.Score, in the order it runs: group the
@@ -100,9 +102,9 @@ func (s *Scorer) resolveSlots(rows schemas.EventRows) {
 	known := 0
 	for i := range b.users {
 		bu := &b.users[i]
-		bu.slot = s.store.lookup(rows.UserID.Value(int(bu.firstRow)))
-		if bu.slot != noSlot {
-			s.store.touch(bu.slot)
+		bu.slot = s.store.Lookup(rows.UserID.Value(int(bu.firstRow)))
+		if bu.slot != state.NoSlot {
+			s.store.Touch(bu.slot)
 			known++
 		}
 	}
@@ -114,8 +116,8 @@ func (s *Scorer) resolveSlots(rows schemas.EventRows) {
 	}
 	for i := range b.users {
 		bu := &b.users[i]
-		if bu.slot == noSlot {
-			bu.slot = s.store.insert(rows.UserID.Value(int(bu.firstRow)))
+		if bu.slot == state.NoSlot {
+			bu.slot = s.store.Insert(rows.UserID.Value(int(bu.firstRow)))
 		}
 		b.slots = append(b.slots, bu.slot)
 	}
@@ -140,13 +142,12 @@ func (s *Scorer) prepareEvents(e *engine, rows schemas.EventRows) {
 	var skipped uint64
 	for u := range b.users {
 		bu := &b.users[u]
-		meta := s.store.meta[bu.slot]
 		bu.evStart = int32(len(b.evItem))
-		bu.newestTs, bu.partition, bu.offset = meta.newestTsMs, meta.partition, meta.offset
+		bu.newestTs, bu.partition, bu.offset = s.store.Position(bu.slot)
 		bu.cold = false
-		b.bought = s.store.appendBought(b.bought[:0], bu.slot)
+		b.bought = s.store.AppendBought(b.bought[:0], bu.slot)
 		if histLen > 0 {
-			b.histTmp = s.store.appendHistory(b.histTmp[:0], bu.slot)
+			b.histTmp = s.store.AppendHistory(b.histTmp[:0], bu.slot)
 		}
 		for _, row := range b.order[bu.rowStart : bu.rowStart+bu.nRows] {
 			i := int(row)
@@ -156,16 +157,16 @@ func (s *Scorer) prepareEvents(e *engine, rows schemas.EventRows) {
 				continue
 			}
 			ts := int64(rows.Ts.Value(i))
-			if s.idleMs > 0 && bu.newestTs != noTs && ts-bu.newestTs > s.idleMs {
+			if s.idleMs > 0 && bu.newestTs != state.NoTimestamp && ts-bu.newestTs > s.idleMs {
 				// Idle longer than idle_expiry: forget everything, as if
 				// the user had been dropped (see Config.IdleExpiry).
-				bu.cold, bu.newestTs = true, noTs
+				bu.cold, bu.newestTs = true, state.NoTimestamp
 				b.evItem, b.evType, b.evDecay = b.evItem[:bu.evStart], b.evType[:bu.evStart], b.evDecay[:bu.evStart]
 				b.bought, b.histTmp = b.bought[:0], b.histTmp[:0]
 			}
 			decay := float32(1)
-			if bu.newestTs != noTs && ts > bu.newestTs {
-				decay = decayFactor(ts-bu.newestTs, s.halfLifeMs)
+			if bu.newestTs != state.NoTimestamp && ts > bu.newestTs {
+				decay = models.DecayFactor(ts-bu.newestTs, s.halfLifeMs)
 			}
 			bu.newestTs = max(bu.newestTs, ts)
 			code := rows.Type.Value(i)
@@ -210,22 +211,21 @@ func (s *Scorer) commit() {
 	b := &s.b
 	exclude, histLen := s.store.MaxExclude(), s.store.HistoryLen()
 	// Users without applied events got their own state back unchanged.
-	s.store.scatter(b.slots, b.work)
+	s.store.Scatter(b.slots, b.work)
 	var cold uint64
 	for _, u := range b.active {
 		bu := &b.users[u]
-		m := &s.store.meta[bu.slot]
-		m.newestTsMs, m.partition, m.offset = bu.newestTs, bu.partition, bu.offset
-		s.store.setBought(bu.slot, b.exclude[int(u)*exclude:int(u)*exclude+int(bu.nExclude)])
+		s.store.SetPosition(bu.slot, bu.newestTs, bu.partition, bu.offset)
+		s.store.SetBought(bu.slot, b.exclude[int(u)*exclude:int(u)*exclude+int(bu.nExclude)])
 		if histLen > 0 {
-			s.store.setHistory(bu.slot, b.hist[int(u)*histLen:int(u)*histLen+int(bu.nHist)])
+			s.store.SetHistory(bu.slot, b.hist[int(u)*histLen:int(u)*histLen+int(bu.nHist)])
 		}
 		if bu.cold {
 			cold++
 		}
 	}
 	if cold > 0 {
-		s.store.expiries += cold
+		s.store.CountExpiries(cold)
 		s.expiries.Store(s.store.Expiries())
 	}
 }

@@ -13,6 +13,9 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/scorers/internal/scorertest"
+	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/onnxruntime"
 )
 
 // The benchmarks use the shapes of FACTS.md: 10,000 items, D=64, top-20,
@@ -34,7 +37,7 @@ func reportRefreshes(b *testing.B, users int) {
 // and scatter, the session run and building the Arrow records.
 func BenchmarkScore(b *testing.B) {
 	for _, items := range benchItemCounts {
-		dir := writeTestModel(b, testSpec(items, benchDim, 1))
+		dir := scorertest.WriteModel(b, scorertest.Spec(items, benchDim, 1))
 		for _, tc := range []struct{ users, perRun int }{{256, 0}, {1024, 0}, {1024, 1024}} {
 			users := tc.users
 			name := fmt.Sprintf("items=%d/B=%d", items, users)
@@ -56,13 +59,13 @@ func BenchmarkScore(b *testing.B) {
 // BenchmarkSessionRun measures one raw session run on the same shapes (no
 // Go-side work): the ceiling of Score.
 func BenchmarkSessionRun(b *testing.B) {
-	rt := openTestRuntime(b)
-	in, out := contractNames()
+	rt := scorertest.OpenRuntime(b)
+	in, out := scorertest.ContractNames()
 	for _, items := range benchItemCounts {
-		spec := testSpec(items, benchDim, 1)
-		tower := towerFromSpec(b, spec)
-		model, err := BuildUserTower(&UserTowerGraph{Dim: benchDim, Steps: DefaultSteps, TopK: DefaultTopK,
-			ItemEmbeddings: tower.emb, TypeWeights: tower.weights, ItemPrior: tower.prior})
+		spec := scorertest.Spec(items, benchDim, 1)
+		tower := scorertest.TowerFromSpec(b, spec)
+		model, err := models.BuildUserTower(&models.UserTowerGraph{Dim: benchDim, Steps: models.DefaultSteps, TopK: models.DefaultTopK,
+			ItemEmbeddings: tower.Emb, TypeWeights: tower.Weights, ItemPrior: tower.Prior})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -71,7 +74,7 @@ func BenchmarkSessionRun(b *testing.B) {
 			sizes = []int{256, 1024}
 		}
 		for _, threads := range []int{0, 1} {
-			sess, err := rt.newSession(model, in, out, sessionOptions{IntraOpThreads: threads})
+			sess, err := rt.NewSession(model, in, out, onnxruntime.SessionOptions{IntraOpThreads: threads})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -87,24 +90,24 @@ func BenchmarkSessionRun(b *testing.B) {
 // event each through sess, a model of items items.
 func benchSessionRun(b *testing.B, sess *ort.DynamicAdvancedSession, items, users, threads int) {
 	b.Run(fmt.Sprintf("items=%d/B=%d/threads=%d", items, users, threads), func(b *testing.B) {
-		run := randomRun(rand.New(rand.NewPCG(1, 1)), users, benchDim, DefaultSteps, DefaultMaxExclude, items, 5)
+		run := scorertest.RandomRun(rand.New(rand.NewPCG(1, 1)), users, benchDim, models.DefaultSteps, DefaultMaxExclude, items, 5)
 		for i := range users { // one event per user, the rest padding
-			for l := 1; l < DefaultSteps; l++ {
-				p := i*DefaultSteps + l
-				run.items[p], run.types[p], run.decays[p] = 0, 0, 1
+			for l := 1; l < models.DefaultSteps; l++ {
+				p := i*models.DefaultSteps + l
+				run.Items[p], run.Types[p], run.Decays[p] = 0, 0, 1
 			}
-			run.items[i*DefaultSteps] = int64(1 + i%items)
-			run.types[i*DefaultSteps] = 1
+			run.Items[i*models.DefaultSteps] = int64(1 + i%items)
+			run.Types[i*models.DefaultSteps] = 1
 		}
-		k := int64(DefaultTopK)
+		k := int64(models.DefaultTopK)
 		bb := int64(users)
 		vals := []ort.Value{}
 		for _, v := range []func() (ort.Value, error){
-			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, benchDim), run.state) },
-			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultSteps), run.items) },
-			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultSteps), run.types) },
-			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultSteps), run.decays) },
-			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultMaxExclude), run.exclude) },
+			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, benchDim), run.State) },
+			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, models.DefaultSteps), run.Items) },
+			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, models.DefaultSteps), run.Types) },
+			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, models.DefaultSteps), run.Decays) },
+			func() (ort.Value, error) { return ort.NewTensor(ort.NewShape(bb, DefaultMaxExclude), run.Exclude) },
 			func() (ort.Value, error) { return ort.NewEmptyTensor[float32](ort.NewShape(bb, benchDim)) },
 			func() (ort.Value, error) { return ort.NewEmptyTensor[float32](ort.NewShape(bb, k)) },
 			func() (ort.Value, error) { return ort.NewEmptyTensor[int64](ort.NewShape(bb, k)) },
@@ -135,27 +138,27 @@ func BenchmarkGoLoop(b *testing.B) {
 }
 
 func benchGoLoop(b *testing.B, items int) {
-	spec := testSpec(items, benchDim, 1)
-	tower := towerFromSpec(b, spec)
-	const users, k = 256, DefaultTopK
-	run := randomRun(rand.New(rand.NewPCG(1, 1)), users, benchDim, 1, DefaultMaxExclude, items, 5)
+	spec := scorertest.Spec(items, benchDim, 1)
+	tower := scorertest.TowerFromSpec(b, spec)
+	const users, k = 256, models.DefaultTopK
+	run := scorertest.RandomRun(rand.New(rand.NewPCG(1, 1)), users, benchDim, 1, DefaultMaxExclude, items, 5)
 	scores := make([]float32, items+1)
 	topS := make([]float32, k)
 	topI := make([]int64, k)
 	b.ResetTimer()
 	for range b.N {
 		for u := range users {
-			state := run.state[u*benchDim : (u+1)*benchDim]
-			tower.update(state, run.items[u:u+1], run.types[u:u+1], run.decays[u:u+1])
+			state := run.State[u*benchDim : (u+1)*benchDim]
+			tower.Update(state, run.Items[u:u+1], run.Types[u:u+1], run.Decays[u:u+1])
 			for i := range scores {
-				e := tower.emb[i*benchDim : (i+1)*benchDim]
+				e := tower.Emb[i*benchDim : (i+1)*benchDim]
 				var dot float32
 				for j, v := range state {
 					dot += v * e[j]
 				}
-				scores[i] = dot + tower.prior[i]
+				scores[i] = dot + tower.Prior[i]
 			}
-			for _, x := range run.exclude[u*DefaultMaxExclude : (u+1)*DefaultMaxExclude] {
+			for _, x := range run.Exclude[u*DefaultMaxExclude : (u+1)*DefaultMaxExclude] {
 				scores[x] = schemas.ModelMaskedScore
 			}
 			n := 0
@@ -176,13 +179,6 @@ func benchGoLoop(b *testing.B, items int) {
 	reportRefreshes(b, users)
 }
 
-// BenchmarkStateStoreBytesPerUser reports the memory per stored user.
-func BenchmarkStateStoreBytesPerUser(b *testing.B) {
-	for range b.N {
-		b.ReportMetric(measureStoreBytes(b, benchDim, DefaultMaxExclude, 100_000), "bytes/user")
-	}
-}
-
 // BenchmarkScoreSpinning compares ONNX Runtime's intra-op threads spinning
 // while they wait for work (ONNX Runtime's default) with sleeping (the
 // scorer's setting), 256 users per batch:
@@ -196,7 +192,7 @@ func BenchmarkStateStoreBytesPerUser(b *testing.B) {
 // batch, pauses included: what the scorer takes from the rest of the
 // machine.
 func BenchmarkScoreSpinning(b *testing.B) {
-	dir := writeTestModel(b, testSpec(benchItems, benchDim, 1))
+	dir := scorertest.WriteModel(b, scorertest.Spec(benchItems, benchDim, 1))
 	for _, load := range []string{"none", "gap", "competitor"} {
 		for _, spin := range []bool{true, false} {
 			b.Run(fmt.Sprintf("load=%s/spinning=%v", load, spin), func(b *testing.B) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/scorers/models"
 )
 
 // Config configures a Scorer. The zero value of each field means its
@@ -144,7 +145,7 @@ func (c Config) WithDefaults() Config {
 	if c.EventTypes == nil {
 		c.EventTypes = schemas.DefaultEventTypes()
 	}
-	weights := DefaultTypeWeights()
+	weights := models.DefaultTypeWeights()
 	for name, w := range c.TypeWeights {
 		weights[name] = w
 	}
@@ -192,7 +193,7 @@ func (c Config) Validate() error {
 		if !ok {
 			return fmt.Errorf("type_weights: no weight for event type %q", name)
 		}
-		if err := checkTypeWeight(name, w); err != nil {
+		if err := models.CheckTypeWeight(name, w); err != nil {
 			return err
 		}
 	}

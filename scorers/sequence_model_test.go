@@ -5,40 +5,19 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/scorers/internal/scorertest"
+	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/state"
 )
-
-// seqSpec returns a sequence model spec over the items and embeddings of
-// testSpec(n, dim, seed).
-func seqSpec(n, dim int, seed uint64, history int, noExclude bool) SequenceModelSpec {
-	ts := testSpec(n, dim, seed)
-	return SequenceModelSpec{
-		Version:    fmt.Sprintf("seq-%d-%d-%d-h%d", n, dim, seed, history),
-		Items:      ts.Items,
-		Embeddings: ts.Embeddings,
-		Counts:     ts.Counts,
-		History:    history,
-		NoExclude:  noExclude,
-	}
-}
-
-func writeSeqModel(tb testing.TB, spec SequenceModelSpec) string {
-	tb.Helper()
-	dir := filepath.Join(tb.TempDir(), "seq")
-	if err := WriteSequenceModelDir(dir, spec); err != nil {
-		tb.Fatalf("write sequence model: %v", err)
-	}
-	return dir
-}
 
 // referenceSequence scores a history as the sequence graph does: the mean
 // of the history's embeddings, dot every item, + prior, mask, top k.
-func referenceSequence(spec SequenceModelSpec, hist, exclude []int32, k int) ([]float32, []int64) {
+func referenceSequence(spec models.SequenceModelSpec, hist, exclude []int32, k int) ([]float32, []int64) {
 	dim := len(spec.Embeddings[0])
 	emb := func(i int32) []float32 { return spec.Embeddings[i-1] }
 	user := make([]float32, dim)
@@ -57,7 +36,7 @@ func referenceSequence(spec SequenceModelSpec, hist, exclude []int32, k int) ([]
 		user[j] *= inv
 	}
 	n := len(spec.Items)
-	prior := popularityPrior(spec.Counts, n, DefaultPriorWeight)
+	prior := models.PopularityPrior(spec.Counts, n, models.DefaultPriorWeight)
 	all := make([]float32, n+1)
 	all[0] = schemas.ModelMaskedScore
 	for i := 1; i <= n; i++ {
@@ -90,80 +69,6 @@ func referenceSequence(spec SequenceModelSpec, hist, exclude []int32, k int) ([]
 	return scores, order[:k]
 }
 
-func TestSequenceModelLoadsAsSequenceContract(t *testing.T) {
-	openTestRuntime(t)
-	for _, tc := range []struct {
-		name      string
-		history   int
-		noExclude bool
-		wantH     int
-	}{
-		{"fixed H with exclude", 12, false, 12},
-		{"dynamic H without exclude", 0, true, -1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m, err := LoadModelDir(writeSeqModel(t, seqSpec(40, 8, 1, tc.history, tc.noExclude)))
-			if err != nil {
-				t.Fatalf("load: %v", err)
-			}
-			if m.Contract != schemas.ModelContractSequence || m.History != tc.wantH || m.HasExclude == tc.noExclude ||
-				m.TopK != DefaultTopK || m.Dim != 0 || m.Steps != -1 || m.Meta.Kind != ModelKindSequenceMean {
-				t.Fatalf("contract %s H=%d exclude=%v K=%d D=%d L=%d kind %q", m.Contract, m.History, m.HasExclude, m.TopK, m.Dim, m.Steps, m.Meta.Kind)
-			}
-		})
-	}
-	tower, err := LoadModelDir(writeTestModel(t, testSpec(10, 4, 1)))
-	if err != nil || tower.Contract != schemas.ModelContractStateful || !tower.HasExclude || tower.History != -1 {
-		t.Fatalf("the built-in tower: %+v, %v", tower, err)
-	}
-}
-
-// TestLoadModelDirChecksSequenceContract refuses sequence graphs that break
-// the contract, each error naming the tensor and what was expected.
-func TestLoadModelDirChecksSequenceContract(t *testing.T) {
-	openTestRuntime(t)
-	B, H, K, M := dimParam("B"), dimValue(5), dimValue(3), dimParam("M")
-	hist := valueSpec{schemas.ModelInputItemHistory, tensorInt64, []dim{B, H}}
-	excl := valueSpec{schemas.ModelInputExcludeItems, tensorInt64, []dim{B, M}}
-	scores := valueSpec{schemas.ModelOutputTopScores, tensorFloat, []dim{B, K}}
-	items := valueSpec{schemas.ModelOutputTopItems, tensorInt64, []dim{B, K}}
-	// Identity graphs: top_scores from a float input, top_items from an
-	// int64 one; the shapes are what is checked.
-	scoresF := valueSpec{"scores_in", tensorFloat, []dim{B, K}}
-	itemsI := valueSpec{"items_in", tensorInt64, []dim{B, K}}
-	for _, tc := range []struct {
-		name string
-		ins  []valueSpec
-		outs []valueSpec
-		from []string
-		want string
-	}{
-		{"history float32", []valueSpec{{schemas.ModelInputItemHistory, tensorFloat, []dim{B, dimValue(3)}}, excl, itemsI}, []valueSpec{scores, items},
-			[]string{schemas.ModelInputItemHistory, "items_in"},
-			`input "item_history" is a float32 tensor [-1 3], want an int64 tensor [B, H]`},
-		{"missing top_items", []valueSpec{hist, scoresF}, []valueSpec{scores},
-			[]string{"scores_in"}, `output "top_items" is missing`},
-		{"top_scores int64", []valueSpec{hist, itemsI}, []valueSpec{{schemas.ModelOutputTopScores, tensorInt64, []dim{B, K}}, items},
-			[]string{"items_in", "items_in"}, `output "top_scores" is an int64 tensor [-1 3], want a float32 tensor [B, K]`},
-		{"K disagrees", []valueSpec{hist, scoresF, {"items_in", tensorInt64, []dim{B, dimValue(4)}}},
-			[]valueSpec{scores, {schemas.ModelOutputTopItems, tensorInt64, []dim{B, dimValue(4)}}},
-			[]string{"scores_in", "items_in"}, `output "top_items" has K=4, another tensor has K=3`},
-		{"extra input", []valueSpec{hist, scoresF, itemsI}, []valueSpec{scores, items},
-			[]string{"scores_in", "items_in"}, "the sequence contract has 1 to 2 (scores_in, items_in not part of it)"},
-		{"both contracts", []valueSpec{hist, {schemas.ModelInputState, tensorFloat, []dim{B, dimValue(4)}}, scoresF, itemsI},
-			[]valueSpec{scores, items}, []string{"scores_in", "items_in"}, `both input "state" (stateful contract) and input "item_history"`},
-		{"rank 3 history", []valueSpec{{schemas.ModelInputItemHistory, tensorInt64, []dim{B, H, dimValue(2)}}, scoresF, itemsI},
-			[]valueSpec{scores, items}, []string{"scores_in", "items_in"}, `input "item_history" has shape [-1 5 2], want [B, H]`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := LoadModelDir(craftModelDir(t, tc.ins, tc.outs, tc.from))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("LoadModelDir = %v\nwant an error containing %q", err, tc.want)
-			}
-		})
-	}
-}
-
 // TestScorerSequenceModel scores users with a sequence model: the store
 // keeps each user's last H known items (newest last), the records match the
 // Go reference, bought items are excluded (by the graph, or by the scorer
@@ -172,8 +77,8 @@ func TestScorerSequenceModel(t *testing.T) {
 	const n, d, h = 200, 16, 6
 	for _, noExclude := range []bool{false, true} {
 		t.Run(fmt.Sprintf("no_exclude=%v", noExclude), func(t *testing.T) {
-			spec := seqSpec(n, d, 3, h, noExclude)
-			s := newTestScorer(t, Config{ModelDir: writeSeqModel(t, spec), BatchUsers: 3})
+			spec := scorertest.SequenceSpec(n, d, 3, h, noExclude)
+			s := newTestScorer(t, Config{ModelDir: scorertest.WriteSequenceModel(t, spec), BatchUsers: 3})
 			if s.Device() != DeviceCPU || s.Store().HistoryLen() != h || s.Store().Dim() != 0 {
 				t.Fatalf("device %s, store H=%d D=%d", s.Device(), s.Store().HistoryLen(), s.Store().Dim())
 			}
@@ -223,7 +128,7 @@ func TestScorerSequenceModel(t *testing.T) {
 				if noExclude {
 					exclude = nil
 				}
-				wantScores, wantItems := referenceSequence(spec, wantHist, exclude, DefaultTopK)
+				wantScores, wantItems := referenceSequence(spec, wantHist, exclude, models.DefaultTopK)
 				var wi []string
 				var ws []float32
 				for j, idx := range wantItems {
@@ -232,7 +137,7 @@ func TestScorerSequenceModel(t *testing.T) {
 						ws = append(ws, wantScores[j])
 					}
 				}
-				if len(rec.Items) != len(wi) || (!noExclude && len(wi) != DefaultTopK) {
+				if len(rec.Items) != len(wi) || (!noExclude && len(wi) != models.DefaultTopK) {
 					t.Fatalf("%s: %d items, want %d", u, len(rec.Items), len(wi))
 				}
 				for j := range rec.Items {
@@ -257,8 +162,8 @@ func TestScorerSequenceModel(t *testing.T) {
 // TestScorerSequenceDeterminism requires byte-identical records and
 // histories whatever the batch and run splits.
 func TestScorerSequenceDeterminism(t *testing.T) {
-	spec := seqSpec(500, 16, 4, 0, false)
-	dir := writeSeqModel(t, spec)
+	spec := scorertest.SequenceSpec(500, 16, 4, 0, false)
+	dir := scorertest.WriteSequenceModel(t, spec)
 	r := rand.New(rand.NewPCG(7, 8))
 	var evs []testEvent
 	perUser := map[string]int{}
@@ -280,7 +185,7 @@ func TestScorerSequenceDeterminism(t *testing.T) {
 			start = end
 		}
 		hist := map[string][]int32{}
-		s.Store().Each(func(u UserState) bool { hist[u.UserID] = u.History; return true })
+		s.Store().Each(func(u state.UserState) bool { hist[u.UserID] = u.History; return true })
 		return last, hist
 	}
 	baseRecs, baseHist := run(Config{ModelDir: dir, HistoryLen: 10}, func(int) int { return len(evs) })
@@ -300,7 +205,7 @@ func TestScorerSequenceDeterminism(t *testing.T) {
 }
 
 func TestScorerRefusesSequenceMismatch(t *testing.T) {
-	dir := writeSeqModel(t, seqSpec(20, 4, 1, 8, false))
+	dir := scorertest.WriteSequenceModel(t, scorertest.SequenceSpec(20, 4, 1, 8, false))
 	s, err := NewScorer(Config{ModelDir: dir, HistoryLen: 5}, nil)
 	if err == nil {
 		s.Close()
@@ -314,8 +219,8 @@ func TestScorerRefusesSequenceMismatch(t *testing.T) {
 // 10,000 items, D=64, top-20, one event per user), to compare with the
 // stateful tower's BenchmarkScore.
 func BenchmarkScoreSequence(b *testing.B) {
-	spec := seqSpec(benchItems, benchDim, 1, DefaultHistory, false)
-	dir := writeSeqModel(b, spec)
+	spec := scorertest.SequenceSpec(benchItems, benchDim, 1, models.DefaultHistory, false)
+	dir := scorertest.WriteSequenceModel(b, spec)
 	for _, users := range []int{256, 1024} {
 		b.Run(fmt.Sprintf("B=%d", users), func(b *testing.B) {
 			s, err := NewScorer(Config{ModelDir: dir}, nil)

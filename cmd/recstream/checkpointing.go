@@ -10,13 +10,13 @@ import (
 
 	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 	"github.com/recstream/recstream/scorers"
-	"github.com/recstream/recstream/scorers/checkpoints"
+	"github.com/recstream/recstream/scorers/state"
 )
 
 // scorerCheckpointer takes a checkpoint of the scorer's state at most every
 // interval; it implements pipeline.Checkpointer.
 type scorerCheckpointer struct {
-	store    *checkpoints.Store
+	store    *state.CheckpointStore
 	scorer   *scorers.Scorer
 	topic    string
 	interval time.Duration
@@ -30,12 +30,12 @@ func (c *scorerCheckpointer) Capture(positions map[int32]int64) pipeline.Pending
 		return nil
 	}
 	c.last = now
-	return pendingCheckpoint{c: c, snap: checkpoints.Capture(c.scorer.Store(), c.topic, c.scorer.ModelVersion(), positions)}
+	return pendingCheckpoint{c: c, snap: state.Capture(c.scorer.Store(), c.topic, c.scorer.ModelVersion(), positions)}
 }
 
 type pendingCheckpoint struct {
 	c    *scorerCheckpointer
-	snap *checkpoints.Snapshot
+	snap *state.Snapshot
 }
 
 func (p pendingCheckpoint) Save(ctx context.Context) error {
@@ -53,9 +53,9 @@ func (p pendingCheckpoint) Save(ctx context.Context) error {
 // returns where the consumer must resume: the checkpoint's offsets, or, with
 // no checkpoint at all, the start of every partition (an empty, non-nil map),
 // so that the state is rebuilt by replay rather than silently lost.
-func restoreCheckpoint(ctx context.Context, store *checkpoints.Store, scorer *scorers.Scorer, log *zap.Logger) (map[int]int64, error) {
+func restoreCheckpoint(ctx context.Context, store *state.CheckpointStore, scorer *scorers.Scorer, log *zap.Logger) (map[int]int64, error) {
 	snap, m, err := store.LoadLatest(ctx)
-	if errors.Is(err, checkpoints.ErrNoCheckpoint) {
+	if errors.Is(err, state.ErrNoCheckpoint) {
 		log.Info("no checkpoint found: rebuilding user state by replaying the input from its start", zap.String("dir", store.Dir()))
 		return map[int]int64{}, nil
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/recstream/recstream/cmd/recstream/internal/config"
 	"github.com/recstream/recstream/cmd/recstream/internal/evaluation"
 	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/models"
 )
 
 // evalOptions are the evaluation knobs `eval` and `train` share.
@@ -43,7 +44,7 @@ func (o *evalOptions) register(cmd *cobra.Command) {
 
 // modelTopK is the K models are written with: one more than the lists
 // scored, because the harness drops the user's previous item.
-func (o evalOptions) modelTopK() int { return max(scorers.DefaultTopK, o.k+1) }
+func (o evalOptions) modelTopK() int { return max(models.DefaultTopK, o.k+1) }
 
 // writeOutputs writes the report's JSON and plots where asked.
 func (o evalOptions) writeOutputs(rep *evaluation.Report, w io.Writer) error {
@@ -124,9 +125,9 @@ dropped from every list), unless --repeats.`,
 			if split == 0 || split == len(ds.Events) {
 				return fmt.Errorf("evaluate: %d events cannot be split at %g", len(ds.Events), trainFraction)
 			}
-			var models []modelUnderTest
+			var underTest []modelUnderTest
 			if modelDir != "" {
-				meta, err := scorers.ReadModelMetadata(modelDir)
+				meta, err := models.ReadModelMetadata(modelDir)
 				if err != nil {
 					return err
 				}
@@ -134,7 +135,7 @@ dropped from every list), unless --repeats.`,
 					fmt.Fprintf(w, "warning: model %s learned from events up to %s, after the scored part starts (%s): its metrics are inflated\n",
 						meta.Version, formatMs(meta.DataToMs), formatMs(evalFrom))
 				}
-				models = []modelUnderTest{{"model:" + meta.Version, modelDir}}
+				underTest = []modelUnderTest{{"model:" + meta.Version, modelDir}}
 			} else {
 				tmp, err := os.MkdirTemp("", "recstream-eval-")
 				if err != nil {
@@ -152,10 +153,10 @@ dropped from every list), unless --repeats.`,
 					if _, err := trainToDir(ctx, history, tcfg, o.modelTopK(), dir, nil, w); err != nil {
 						return err
 					}
-					models = append(models, modelUnderTest{"model:" + m, dir})
+					underTest = append(underTest, modelUnderTest{"model:" + m, dir})
 				}
 			}
-			rep, err := runEvaluation(ctx, ds, split, models, o, log)
+			rep, err := runEvaluation(ctx, ds, split, underTest, o, log)
 			if err != nil {
 				return err
 			}

@@ -8,7 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/onnxruntime"
 )
 
 // newModelsCommand is `recstream models`: the model registry a scorer with
@@ -36,7 +37,7 @@ and the old one keeps serving.`,
 			if dir == "" {
 				return usageError{fmt.Errorf("--dir is required")}
 			}
-			versions, err := scorers.NewModelRegistry(dir).List()
+			versions, err := models.NewModelRegistry(dir).List()
 			if err != nil {
 				return err
 			}
@@ -73,17 +74,17 @@ check (the scorers still refuse a broken version).`,
 			if dir == "" {
 				return usageError{fmt.Errorf("--dir is required")}
 			}
-			reg := scorers.NewModelRegistry(dir)
+			reg := models.NewModelRegistry(dir)
 			vdir, err := reg.VersionDir(args[0])
 			if err != nil {
 				return usageError{err}
 			}
 			if !noCheck {
-				rt, err := scorers.OpenRuntime(libraryPath, nil)
+				rt, err := onnxruntime.OpenRuntime(libraryPath, nil)
 				if err != nil {
 					return fmt.Errorf("check %s: %w", vdir, err)
 				}
-				m, err := scorers.LoadModelDir(vdir)
+				m, err := models.LoadModelDir(vdir)
 				rt.Close()
 				if err != nil {
 					return fmt.Errorf("refuse to activate %s: %w", args[0], err)

@@ -7,15 +7,15 @@ import (
 	"testing"
 
 	"github.com/recstream/recstream/schemas"
-	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/models"
 )
 
 func TestModelsCommand(t *testing.T) {
 	dir := t.TempDir()
 	for _, v := range []string{"v1", "v2", "v3"} {
-		spec := scorers.ModelSpec{Version: v, Items: []string{"a", "b", "c"},
+		spec := models.ModelSpec{Version: v, Items: []string{"a", "b", "c"},
 			Embeddings: [][]float32{{1, 0}, {0, 1}, {1, 1}}}
-		if err := scorers.WriteModelDir(filepath.Join(dir, v), spec); err != nil {
+		if err := models.WriteModelDir(filepath.Join(dir, v), spec); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -37,7 +37,7 @@ func TestModelsCommand(t *testing.T) {
 	if _, err := runCLI(t, "models", "activate", "nope", "--dir", dir); err == nil {
 		t.Fatal("activate of a missing version succeeded")
 	}
-	if cur, err := scorers.NewModelRegistry(dir).Current(); err != nil || cur != "v2" {
+	if cur, err := models.NewModelRegistry(dir).Current(); err != nil || cur != "v2" {
 		t.Fatalf("CURRENT = %q, %v after refused activations; want v2", cur, err)
 	}
 	out, err = runCLI(t, "models", "list", "--dir", dir)

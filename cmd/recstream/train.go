@@ -12,7 +12,7 @@ import (
 
 	"github.com/recstream/recstream/cmd/recstream/internal/evaluation"
 	"github.com/recstream/recstream/cmd/recstream/internal/generator"
-	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/models"
 	"github.com/recstream/recstream/scorers/training"
 )
 
@@ -218,7 +218,7 @@ func trainToDir(ctx context.Context, history []training.Interaction, tcfg traini
 func writeTrained(te *training.TrainedEmbeddings, topK int, dir string, params any) error {
 	spec := te.ModelSpec(params)
 	spec.TopK = topK
-	if err := scorers.WriteModelDir(dir, spec); err != nil {
+	if err := models.WriteModelDir(dir, spec); err != nil {
 		return fmt.Errorf("write model dir %s: %w", dir, err)
 	}
 	return nil
@@ -226,7 +226,7 @@ func writeTrained(te *training.TrainedEmbeddings, topK int, dir string, params a
 
 // modelVersion reads the version of the model in dir.
 func modelVersion(dir string) (string, error) {
-	meta, err := scorers.ReadModelMetadata(dir)
+	meta, err := models.ReadModelMetadata(dir)
 	return meta.Version, err
 }
 
@@ -248,5 +248,5 @@ func trainDemoModel(ctx context.Context, gen *generator.Generator, n int, dir st
 	}
 	cfg := training.TrainConfig{}
 	cfg.Item2Vec.Seed, cfg.BPR.Seed, cfg.ALS.Seed = 1, 1, 1
-	return trainModel(ctx, history, cfg, scorers.DefaultTopK, dir, w)
+	return trainModel(ctx, history, cfg, models.DefaultTopK, dir, w)
 }

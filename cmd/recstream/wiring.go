@@ -15,7 +15,7 @@ import (
 	"github.com/recstream/recstream/consumers"
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
-	"github.com/recstream/recstream/scorers/checkpoints"
+	"github.com/recstream/recstream/scorers/state"
 	"github.com/recstream/recstream/sinks"
 )
 
@@ -118,7 +118,7 @@ func buildPipelineWith(ctx context.Context, cfg config.Config, log *zap.Logger, 
 			cfg.Input.ResumeFrom = map[int]int64{}
 		}
 	case cfg.Checkpoint.Dir != "":
-		store, err := checkpoints.NewStore(cfg.Checkpoint, log.Named("checkpoints"))
+		store, err := state.NewCheckpointStore(cfg.Checkpoint, log.Named("checkpoints"))
 		if err != nil {
 			return nil, err
 		}

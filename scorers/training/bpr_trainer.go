@@ -1,14 +1,14 @@
 package training
 
 import (
-	"github.com/recstream/recstream/scorers"
-
 	"cmp"
 	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/recstream/recstream/scorers/models"
 )
 
 // BPRConfig configures TrainBPR. The zero value of each field means its
@@ -189,7 +189,7 @@ func TrainBPR(ctx context.Context, events []Interaction, cfg BPRConfig, progress
 				x += float32(pu[f] * diff[f])
 			}
 			// d/dx log sigmoid(x) = sigmoid(-x) = 1 / (1 + e^x).
-			ex := scorers.ExpDet(float64(x))
+			ex := models.ExpDet(float64(x))
 			g := float32(1 / (1 + ex))
 			if x > -30 {
 				loss += math.Log1p(1 / ex) // -log sigmoid(x)

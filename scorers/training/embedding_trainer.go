@@ -1,11 +1,11 @@
 package training
 
 import (
-	"github.com/recstream/recstream/scorers"
-
 	"context"
 	"fmt"
 	"slices"
+
+	"github.com/recstream/recstream/scorers/models"
 )
 
 // Training methods: what TrainConfig.Method names.
@@ -110,8 +110,8 @@ type TrainedEmbeddings struct {
 // ModelSpec returns the spec WriteModelDir needs to write these embeddings
 // as a built-in model, with training (recorded in the metadata as
 // "training") and the scoring parameters left at their defaults.
-func (t *TrainedEmbeddings) ModelSpec(training any) scorers.ModelSpec {
-	return scorers.ModelSpec{
+func (t *TrainedEmbeddings) ModelSpec(training any) models.ModelSpec {
+	return models.ModelSpec{
 		Items: t.Items, Embeddings: t.Embeddings, Counts: t.Counts,
 		DataFromMs: t.FromMs, DataToMs: t.ToMs, Training: training,
 	}

@@ -8,15 +8,16 @@ import (
 
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/models"
 )
 
 // fanTopItems writes spec as a model, scores one user who viewed the first
 // four items of cluster c2 with the real scorer (ONNX Runtime), and returns
 // that user's recommended items: trained embeddings must work in the tower.
-func fanTopItems(t *testing.T, spec scorers.ModelSpec) []string {
+func fanTopItems(t *testing.T, spec models.ModelSpec) []string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "model")
-	if err := scorers.WriteModelDir(dir, spec); err != nil {
+	if err := models.WriteModelDir(dir, spec); err != nil {
 		t.Fatal(err)
 	}
 	s, err := scorers.NewScorer(scorers.Config{ModelDir: dir}, nil)

@@ -1,14 +1,13 @@
 package training
 
 import (
-	"github.com/recstream/recstream/scorers"
-
 	"cmp"
 	"fmt"
 	"math"
 	"slices"
 
 	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/scorers/models"
 )
 
 // implicitMatrix is the user x item matrix of implicit feedback that BPR and
@@ -45,7 +44,7 @@ func resolveTypeWeights(types []string, overrides map[string]float32) ([]float32
 	if types == nil {
 		types = schemas.DefaultEventTypes()
 	}
-	byName := scorers.DefaultTypeWeights()
+	byName := models.DefaultTypeWeights()
 	for name, w := range overrides {
 		byName[name] = w
 	}

@@ -1,7 +1,7 @@
 // Package training learns item embeddings from an event history for the
 // built-in model: item2vec (skip-gram with negative sampling), BPR and
 // implicit ALS, each deterministic per seed. Train picks one by name and
-// returns embeddings that scorers.WriteModelDir turns into a model
+// returns embeddings that models.WriteModelDir turns into a model
 // directory. The pipeline never imports it: `recstream train`, the drills,
 // the generator and the evaluation do.
 package training

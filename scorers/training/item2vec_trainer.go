@@ -1,8 +1,6 @@
 package training
 
 import (
-	"github.com/recstream/recstream/scorers"
-
 	"cmp"
 	"context"
 	"errors"
@@ -11,6 +9,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+
+	"github.com/recstream/recstream/scorers/models"
 )
 
 // Item2VecConfig configures TrainItem2Vec. The zero value of each field
@@ -309,7 +309,7 @@ func newSGNS(counts []int64, cfg Item2VecConfig) *sgns {
 	t.sigmoid = make([]float32, sigmoidSteps+1)
 	for i := range t.sigmoid {
 		x := (float64(i)/sigmoidSteps*2 - 1) * sigmoidMax
-		t.sigmoid[i] = float32(1 / (1 + scorers.ExpDet(-x)))
+		t.sigmoid[i] = float32(1 / (1 + models.ExpDet(-x)))
 	}
 	return t
 }
@@ -459,7 +459,7 @@ func powDet(x, y float64) float64 {
 	if x < 1 {
 		return 1 / powDet(1/x, y)
 	}
-	return scorers.ExpDet(float64(y * logDet(x)))
+	return models.ExpDet(float64(y * logDet(x)))
 }
 
 // normalisedInputs returns the input vectors centred, whitened and scaled

@@ -1,8 +1,6 @@
 package training
 
 import (
-	"github.com/recstream/recstream/scorers"
-
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/recstream/recstream/scorers/models"
 )
 
 // clusteredHistory returns sessions of users who each browse one cluster
@@ -193,7 +193,7 @@ func TestItem2VecFeedsTheScorer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	items := fanTopItems(t, scorers.ModelSpec{Items: res.Items, Embeddings: res.Embeddings, Counts: res.Counts,
+	items := fanTopItems(t, models.ModelSpec{Items: res.Items, Embeddings: res.Embeddings, Counts: res.Counts,
 		TopK: 10, DataFromMs: res.FromMs, DataToMs: res.ToMs, Training: Item2VecConfig{Dim: 16, Seed: 3}})
 	inCluster := 0
 	for _, id := range items {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/recstream/recstream/cmd/recstream/internal/generator"
 	"github.com/recstream/recstream/schemas"
-	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/models"
 )
 
 // Topics of a benchmark run on the in-process broker.
@@ -28,7 +28,7 @@ type dataset struct {
 	bytes   int // keys and values of records
 	kinds   map[string]int
 
-	model    scorers.ModelSpec
+	model    models.ModelSpec
 	modelDir string
 	// emb and prior are the model's item embeddings ([N+1, D], row 0 the
 	// padding item) and popularity prior, for the plain Go loop.
@@ -56,7 +56,7 @@ func newDataset(cfg Config, dir string) (*dataset, error) {
 	// Popularity counts from the data, so that the prior is realistic.
 	cats := gen.Config().Categories
 	index := make(map[string]int, cfg.Items)
-	spec := scorers.ModelSpec{
+	spec := models.ModelSpec{
 		Version: fmt.Sprintf("bench-%d-%d-%d", cfg.Items, cfg.Dim, cfg.Seed),
 		Items:   make([]string, cfg.Items),
 		Counts:  make([]int64, cfg.Items),
@@ -94,7 +94,7 @@ func newDataset(cfg Config, dir string) (*dataset, error) {
 	}
 	d.model = spec
 	d.modelDir = filepath.Join(dir, "model")
-	if err := scorers.WriteModelDir(d.modelDir, spec); err != nil {
+	if err := models.WriteModelDir(d.modelDir, spec); err != nil {
 		return nil, fmt.Errorf("write benchmark model: %w", err)
 	}
 
@@ -120,7 +120,7 @@ func popularityPrior(counts []int64) []float32 {
 	}
 	den := math.Log1p(float64(top))
 	for i, c := range counts {
-		prior[i+1] = float32(scorers.DefaultPriorWeight * math.Log1p(float64(c)) / den)
+		prior[i+1] = float32(models.DefaultPriorWeight * math.Log1p(float64(c)) / den)
 	}
 	return prior
 }

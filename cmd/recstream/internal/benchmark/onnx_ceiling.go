@@ -11,6 +11,7 @@ import (
 
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/models"
 )
 
 // rawSession is one ONNX Runtime session over the benchmark's model with
@@ -28,7 +29,7 @@ type rawSession struct {
 // while they wait for work when spin is set (ONNX Runtime's default; the
 // scorer turns it off). Every user has one event, the rest of its L steps
 // padding: the streaming case.
-func newRawSession(model *scorers.Model, b int, spin bool, seed uint64) (*rawSession, error) {
+func newRawSession(model *models.Model, b int, spin bool, seed uint64) (*rawSession, error) {
 	var in, out []string
 	for _, t := range schemas.ModelInputs() {
 		in = append(in, t.Name)
@@ -65,10 +66,10 @@ func newRawSession(model *scorers.Model, b int, spin bool, seed uint64) (*rawSes
 		m = scorers.DefaultMaxExclude
 	}
 	if model.Steps <= 0 {
-		l = scorers.DefaultSteps
+		l = models.DefaultSteps
 	}
 	if model.TopK <= 0 {
-		k = scorers.DefaultTopK
+		k = models.DefaultTopK
 	}
 	n := len(model.Items)
 	rng := rand.New(rand.NewPCG(seed, uint64(b)))
@@ -144,7 +145,7 @@ func (s *rawSession) close() {
 // with spinning threads and without, and returns them as contenders (the
 // first batch size's are the scorer's ceiling) with a function that closes
 // them.
-func (r *run) sessionContenders(model *scorers.Model) ([]contender, func(), error) {
+func (r *run) sessionContenders(model *models.Model) ([]contender, func(), error) {
 	var sessions []*rawSession
 	closeAll := func() {
 		for _, s := range sessions {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/state"
 )
 
 // clockTicks is the kernel's USER_HZ, the unit of /proc/<pid>/stat times
@@ -210,15 +211,15 @@ func stateBytesPerUser(dim, users int) (float64, error) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	store, err := scorers.NewStateStore(dim, scorers.DefaultMaxExclude, users)
+	store, err := state.NewVectorStore(dim, scorers.DefaultMaxExclude, users)
 	if err != nil {
 		return 0, fmt.Errorf("state store: %w", err)
 	}
-	state := make([]float32, dim)
+	vec := make([]float32, dim)
 	bought := []int32{1, 2, 3}
 	for i := range users {
-		state[0] = float32(i)
-		err := store.Put(scorers.UserState{UserID: fmt.Sprintf("u%06d", i), State: state,
+		vec[0] = float32(i)
+		err := store.Put(state.UserState{UserID: fmt.Sprintf("u%06d", i), State: vec,
 			NewestTsMs: int64(i), Partition: 0, Offset: int64(i), Bought: bought})
 		if err != nil {
 			return 0, fmt.Errorf("store user %d: %w", i, err)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/onnxruntime"
 )
 
 // measureScore measures, in turns, raw ONNX Runtime session runs on the
@@ -18,13 +20,13 @@ func (r *run) measureScore(ctx context.Context) error {
 	if len(r.data.events) == 0 {
 		return fmt.Errorf("score: no event batches (the consume stage keeps them)")
 	}
-	rt, err := scorers.OpenRuntime("", r.log.Named("onnxruntime"))
+	rt, err := onnxruntime.OpenRuntime("", r.log.Named("onnxruntime"))
 	if err != nil {
 		return fmt.Errorf("open ONNX Runtime: %w", err)
 	}
 	defer rt.Close()
 	r.report.Machine.ONNXRuntime = rt.Version()
-	model, err := scorers.LoadModelDir(r.data.modelDir)
+	model, err := models.LoadModelDir(r.data.modelDir)
 	if err != nil {
 		return fmt.Errorf("load benchmark model: %w", err)
 	}
@@ -71,10 +73,10 @@ func (r *run) measureScore(ctx context.Context) error {
 			return float64(refreshes) / took.Seconds(), use, nil
 		},
 	})
-	loop := newGoLoop(r.data.emb, r.data.prior, r.cfg.Dim, scorers.DefaultTopK, r.cfg.Seed)
+	loop := newGoLoop(r.data.emb, r.data.prior, r.cfg.Dim, models.DefaultTopK, r.cfg.Seed)
 	cs = append(cs, contender{
 		row: Row{ID: "score.goloop", Stage: StageScore, Name: "plain Go loop, one goroutine (reference)", Unit: "refreshes/s",
-			Note: fmt.Sprintf("same update, every item scored, top-%d by insertion; %d users per repeat", scorers.DefaultTopK, r.cfg.GoLoopUsers)},
+			Note: fmt.Sprintf("same update, every item scored, top-%d by insertion; %d users per repeat", models.DefaultTopK, r.cfg.GoLoopUsers)},
 		run: func(context.Context, int) (float64, coreUse, error) {
 			u := r.startUsage()
 			start := time.Now()
@@ -86,7 +88,7 @@ func (r *run) measureScore(ctx context.Context) error {
 		return fmt.Errorf("score: %w", err)
 	}
 
-	work := sessionWork(r.data.events, scorers.DefaultSteps, scorers.DefaultBatchUsers)
+	work := sessionWork(r.data.events, models.DefaultSteps, scorers.DefaultBatchUsers)
 	work.refreshes = refreshes
 	row := r.report.Row("score.scorer")
 	work.seconds = float64(refreshes) / row.Value.Median

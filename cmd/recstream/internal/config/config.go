@@ -24,7 +24,7 @@ import (
 	"github.com/recstream/recstream/cmd/recstream/internal/tlsconfig"
 	"github.com/recstream/recstream/consumers"
 	"github.com/recstream/recstream/scorers"
-	"github.com/recstream/recstream/scorers/checkpoints"
+	"github.com/recstream/recstream/scorers/state"
 	"github.com/recstream/recstream/sinks"
 )
 
@@ -45,7 +45,7 @@ type Config struct {
 	// Output is the Kafka output topic of recommendations.
 	Output sinks.KafkaSinkConfig `yaml:"output"`
 	// Checkpoint saves user state with the offsets it reflects.
-	Checkpoint checkpoints.Config `yaml:"checkpoint"`
+	Checkpoint state.CheckpointConfig `yaml:"checkpoint"`
 	// Pipeline tunes retries and shutdown.
 	Pipeline pipeline.Config `yaml:"pipeline"`
 	// Log sets the log format and level.

@@ -41,7 +41,7 @@ func (corruptCheckpointScenario) poison(Config) int { return 0 }
 func (corruptCheckpointScenario) prepare(context.Context, *drillRun) error { return nil }
 
 // Log messages of the restart that the scenario looks for (cmd/recstream
-// checkpointing.go and checkpoints.Store.LoadLatest).
+// checkpointing.go and state.CheckpointStore.LoadLatest).
 const (
 	logCorruptGeneration = "checkpoint generation is corrupt or unreadable; trying the previous one"
 	logRestored          = "state restored from checkpoint"

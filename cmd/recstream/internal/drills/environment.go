@@ -19,7 +19,7 @@ import (
 
 	"github.com/recstream/recstream/cmd/recstream/internal/generator"
 	"github.com/recstream/recstream/internal/embedded"
-	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/models"
 	"github.com/recstream/recstream/scorers/training"
 )
 
@@ -39,7 +39,7 @@ type environment struct {
 	ch    *embedded.ClickHouseServer
 	adm   *kadm.Client
 	admCl *kgo.Client
-	// modelsDir is a model registry (scorers.ModelRegistry): one directory
+	// modelsDir is a model registry (models.ModelRegistry): one directory
 	// per version.
 	modelsDir string
 	// v1 is the model every scenario and the reference use; v2 the one
@@ -139,10 +139,10 @@ func trainVersion(ctx context.Context, modelsDir string, seed uint64, events int
 		return "", fmt.Errorf("train model v%d: %w", modelSeed, err)
 	}
 	tmp := filepath.Join(modelsDir, ".train-v"+strconv.FormatUint(modelSeed, 10))
-	if err := scorers.WriteModelDir(tmp, te.ModelSpec(map[string]any{"drill_seed": seed, "model_seed": modelSeed})); err != nil {
+	if err := models.WriteModelDir(tmp, te.ModelSpec(map[string]any{"drill_seed": seed, "model_seed": modelSeed})); err != nil {
 		return "", fmt.Errorf("write model v%d: %w", modelSeed, err)
 	}
-	meta, err := scorers.ReadModelMetadata(tmp)
+	meta, err := models.ReadModelMetadata(tmp)
 	if err != nil {
 		return "", fmt.Errorf("model v%d: %w", modelSeed, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/recstream/recstream/scorers"
+	"github.com/recstream/recstream/scorers/models"
 	"github.com/recstream/recstream/scorers/training"
 )
 
@@ -87,7 +88,7 @@ func TestModelBeatsBaselines(t *testing.T) {
 			}
 			dir := filepath.Join(t.TempDir(), "model")
 			spec := te.ModelSpec(nil)
-			if err := scorers.WriteModelDir(dir, spec); err != nil {
+			if err := models.WriteModelDir(dir, spec); err != nil {
 				t.Fatal(err)
 			}
 			s, err := scorers.NewScorer(scorers.Config{ModelDir: dir, DecayHalfLife: 2 * time.Hour}, nil)

@@ -1,4 +1,4 @@
-package scorers
+package onnxruntime
 
 import (
 	"errors"
@@ -144,8 +144,8 @@ func (r *Runtime) Close() error {
 	return err
 }
 
-// sessionOptions are the knobs of one ONNX Runtime session.
-type sessionOptions struct {
+// SessionOptions are the knobs of one ONNX Runtime session.
+type SessionOptions struct {
 	// IntraOpThreads is the number of threads one operator may use; 0 lets
 	// ONNX Runtime choose (one per physical core).
 	IntraOpThreads int
@@ -156,9 +156,9 @@ type sessionOptions struct {
 	AllowSpinning bool
 }
 
-// newSession creates a session over the model bytes, with the given input
+// NewSession creates a session over the model bytes, with the given input
 // and output names in the order Run takes them.
-func (r *Runtime) newSession(model []byte, inputs, outputs []string, opts sessionOptions) (*ort.DynamicAdvancedSession, error) {
+func (r *Runtime) NewSession(model []byte, inputs, outputs []string, opts SessionOptions) (*ort.DynamicAdvancedSession, error) {
 	ortEnv.mu.Lock()
 	closed := r.closed
 	ortEnv.mu.Unlock()

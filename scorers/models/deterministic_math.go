@@ -1,4 +1,4 @@
-package scorers
+package models
 
 import "math"
 
@@ -37,9 +37,9 @@ func ExpDet(x float64) float64 {
 	return exp2Neg(float64(-x * math.Log2E))
 }
 
-// decayFactor returns 2^(-dtMs/halfLifeMs) as a float32: the factor a
+// DecayFactor returns 2^(-dtMs/halfLifeMs) as a float32: the factor a
 // user's state is multiplied by when dtMs have passed since their previous
 // event.
-func decayFactor(dtMs int64, halfLifeMs float64) float32 {
+func DecayFactor(dtMs int64, halfLifeMs float64) float32 {
 	return float32(exp2Neg(float64(dtMs) / halfLifeMs))
 }

@@ -1,4 +1,4 @@
-package scorers
+package models
 
 import (
 	"cmp"
@@ -82,27 +82,27 @@ func BuildSequenceModel(g *SequenceGraph) ([]byte, error) {
 	}
 	rows := int64(len(g.ItemEmbeddings) / g.Dim)
 	k := min(int64(g.TopK), rows)
-	w := &graphWriter{}
-	batch, hist := dimParam("B"), dimParam("H")
+	w := &GraphWriter{}
+	batch, hist := DimParam("B"), DimParam("H")
 	if g.Batch > 0 {
-		batch = dimValue(int64(g.Batch))
+		batch = DimValue(int64(g.Batch))
 	}
 	if g.History > 0 {
-		hist = dimValue(int64(g.History))
+		hist = DimValue(int64(g.History))
 	}
-	w.input(schemas.ModelInputItemHistory, tensorInt64, batch, hist)
+	w.Input(schemas.ModelInputItemHistory, TensorInt64, batch, hist)
 	if !g.NoExclude {
-		w.input(schemas.ModelInputExcludeItems, tensorInt64, batch, dimParam("M"))
+		w.Input(schemas.ModelInputExcludeItems, TensorInt64, batch, DimParam("M"))
 	}
-	w.output(schemas.ModelOutputTopScores, tensorFloat, batch, dimValue(k))
-	w.output(schemas.ModelOutputTopItems, tensorInt64, batch, dimValue(k))
+	w.Output(schemas.ModelOutputTopScores, TensorFloat, batch, DimValue(k))
+	w.Output(schemas.ModelOutputTopItems, TensorInt64, batch, DimValue(k))
 
-	w.initializer(floatTensor(schemas.ModelInitItemEmbeddings, []int64{rows, int64(g.Dim)}, g.ItemEmbeddings))
-	w.initializer(floatTensor(schemas.ModelInitItemPrior, []int64{rows}, g.ItemPrior))
-	w.initializer(int64Tensor("k", []int64{1}, []int64{k}))
-	w.initializer(int64Tensor("axis_1", []int64{1}, []int64{1}))
-	w.initializer(int64Tensor("zero_i64", nil, []int64{0}))
-	w.initializer(floatTensor("one_f", nil, []float32{1}))
+	w.Initializer(floatTensor(schemas.ModelInitItemEmbeddings, []int64{rows, int64(g.Dim)}, g.ItemEmbeddings))
+	w.Initializer(floatTensor(schemas.ModelInitItemPrior, []int64{rows}, g.ItemPrior))
+	w.Initializer(int64Tensor("k", []int64{1}, []int64{k}))
+	w.Initializer(int64Tensor("axis_1", []int64{1}, []int64{1}))
+	w.Initializer(int64Tensor("zero_i64", nil, []int64{0}))
+	w.Initializer(floatTensor("one_f", nil, []float32{1}))
 
 	// Mean of the embeddings of the non-padding items: their sum over the
 	// count (at least 1, so an empty history gives a zero vector). The sum
@@ -111,31 +111,31 @@ func BuildSequenceModel(g *SequenceGraph) ([]byte, error) {
 	// additions when B was 1 than for larger runs, and its Div by a [1, 1]
 	// count rounded otherwise than by [B, 1], so a user's scores depended
 	// on the size of the run. The count sums small integers: exact.
-	w.node("Gather", []string{schemas.ModelInitItemEmbeddings, schemas.ModelInputItemHistory}, []string{"hist_emb"}, attrInt("axis", 0))
-	w.node("Greater", []string{schemas.ModelInputItemHistory, "zero_i64"}, []string{"is_item"})
-	w.node("Cast", []string{"is_item"}, []string{"is_item_f"}, attrInt("to", tensorFloat))
-	w.node("Unsqueeze", []string{"is_item_f", "axis_1"}, []string{"is_item_3"})
-	w.node("MatMul", []string{"is_item_3", "hist_emb"}, []string{"emb_sum_3"})
-	w.node("Squeeze", []string{"emb_sum_3", "axis_1"}, []string{"emb_sum"})
-	w.node("ReduceSum", []string{"is_item_f", "axis_1"}, []string{"count"}, attrInt("keepdims", 1))
-	w.node("Max", []string{"count", "one_f"}, []string{"count1"})
-	w.node("Reciprocal", []string{"count1"}, []string{"inv_count"})
-	w.node("Mul", []string{"emb_sum", "inv_count"}, []string{"user"})
+	w.Node("Gather", []string{schemas.ModelInitItemEmbeddings, schemas.ModelInputItemHistory}, []string{"hist_emb"}, attrInt("axis", 0))
+	w.Node("Greater", []string{schemas.ModelInputItemHistory, "zero_i64"}, []string{"is_item"})
+	w.Node("Cast", []string{"is_item"}, []string{"is_item_f"}, attrInt("to", TensorFloat))
+	w.Node("Unsqueeze", []string{"is_item_f", "axis_1"}, []string{"is_item_3"})
+	w.Node("MatMul", []string{"is_item_3", "hist_emb"}, []string{"emb_sum_3"})
+	w.Node("Squeeze", []string{"emb_sum_3", "axis_1"}, []string{"emb_sum"})
+	w.Node("ReduceSum", []string{"is_item_f", "axis_1"}, []string{"count"}, attrInt("keepdims", 1))
+	w.Node("Max", []string{"count", "one_f"}, []string{"count1"})
+	w.Node("Reciprocal", []string{"count1"}, []string{"inv_count"})
+	w.Node("Mul", []string{"emb_sum", "inv_count"}, []string{"user"})
 
-	w.node("Transpose", []string{schemas.ModelInitItemEmbeddings}, []string{"emb_t"}, attrInts("perm", 1, 0))
-	w.node("MatMul", []string{"user", "emb_t"}, []string{"dots"})
-	w.node("Add", []string{"dots", schemas.ModelInitItemPrior}, []string{"scores"})
+	w.Node("Transpose", []string{schemas.ModelInitItemEmbeddings}, []string{"emb_t"}, attrInts("perm", 1, 0))
+	w.Node("MatMul", []string{"user", "emb_t"}, []string{"dots"})
+	w.Node("Add", []string{"dots", schemas.ModelInitItemPrior}, []string{"scores"})
 	masked := "scores"
 	if !g.NoExclude {
-		w.node("Shape", []string{schemas.ModelInputExcludeItems}, []string{"ex_shape"})
-		w.node("ConstantOfShape", []string{"ex_shape"}, []string{"ex_fill"},
+		w.Node("Shape", []string{schemas.ModelInputExcludeItems}, []string{"ex_shape"})
+		w.Node("ConstantOfShape", []string{"ex_shape"}, []string{"ex_fill"},
 			attrTensor("value", floatTensor("", []int64{1}, []float32{schemas.ModelMaskedScore})))
-		w.node("ScatterElements", []string{"scores", schemas.ModelInputExcludeItems, "ex_fill"}, []string{"masked"}, attrInt("axis", 1))
+		w.Node("ScatterElements", []string{"scores", schemas.ModelInputExcludeItems, "ex_fill"}, []string{"masked"}, attrInt("axis", 1))
 		masked = "masked"
 	}
-	w.node("TopK", []string{masked, "k"}, []string{schemas.ModelOutputTopScores, schemas.ModelOutputTopItems},
+	w.Node("TopK", []string{masked, "k"}, []string{schemas.ModelOutputTopScores, schemas.ModelOutputTopItems},
 		attrInt("axis", 1), attrInt("largest", 1), attrInt("sorted", 1))
-	return w.model("recstream_sequence_mean", g.Metadata), nil
+	return w.Model("recstream_sequence_mean", g.Metadata), nil
 }
 
 // SequenceModelSpec is what WriteSequenceModelDir makes a sequence model
@@ -184,7 +184,7 @@ func buildSequenceFiles(spec SequenceModelSpec) ([]modelFile, error) {
 	topK := cmp.Or(spec.TopK, DefaultTopK)
 	model, err := BuildSequenceModel(&SequenceGraph{
 		Dim: dim, History: spec.History, TopK: topK,
-		ItemEmbeddings: emb, ItemPrior: popularityPrior(spec.Counts, n, pw),
+		ItemEmbeddings: emb, ItemPrior: PopularityPrior(spec.Counts, n, pw),
 		NoExclude: spec.NoExclude,
 		Metadata:  map[string]string{"kind": "recstream_" + ModelKindSequenceMean},
 	})

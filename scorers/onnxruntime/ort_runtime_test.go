@@ -1,4 +1,4 @@
-package scorers
+package onnxruntime_test
 
 import (
 	"errors"
@@ -8,11 +8,15 @@ import (
 	"testing"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/recstream/recstream/scorers/internal/scorertest"
+	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/onnxruntime"
 )
 
 func TestLibraryPath(t *testing.T) {
-	t.Setenv(LibraryEnv, "")
-	found, err := LibraryPath("")
+	t.Setenv(onnxruntime.LibraryEnv, "")
+	found, err := onnxruntime.LibraryPath("")
 	if err != nil {
 		t.Fatalf("find the library from the package directory (run make setup): %v", err)
 	}
@@ -32,10 +36,10 @@ func TestLibraryPath(t *testing.T) {
 		{name: "walk up", want: found},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(LibraryEnv, tc.env)
-			got, err := LibraryPath(tc.configured)
+			t.Setenv(onnxruntime.LibraryEnv, tc.env)
+			got, err := onnxruntime.LibraryPath(tc.configured)
 			if tc.wantErr {
-				if !errors.Is(err, ErrLibraryNotFound) || !strings.Contains(err.Error(), tc.want) {
+				if !errors.Is(err, onnxruntime.ErrLibraryNotFound) || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("LibraryPath = %q, %v; want ErrLibraryNotFound naming %q", got, err, tc.want)
 				}
 				return
@@ -46,21 +50,21 @@ func TestLibraryPath(t *testing.T) {
 		})
 	}
 	t.Run("nowhere", func(t *testing.T) {
-		t.Setenv(LibraryEnv, "")
+		t.Setenv(onnxruntime.LibraryEnv, "")
 		t.Chdir(t.TempDir())
-		_, err := LibraryPath("")
-		if !errors.Is(err, ErrLibraryNotFound) || !strings.Contains(err.Error(), "run make setup") {
+		_, err := onnxruntime.LibraryPath("")
+		if !errors.Is(err, onnxruntime.ErrLibraryNotFound) || !strings.Contains(err.Error(), "run make setup") {
 			t.Fatalf("LibraryPath outside the repository = %v, want a 'run make setup' error", err)
 		}
 	})
 }
 
 func TestRuntimeIsShared(t *testing.T) {
-	a, err := OpenRuntime("", nil)
+	a, err := onnxruntime.OpenRuntime("", nil)
 	if err != nil {
 		t.Fatalf("open (run make setup): %v", err)
 	}
-	b, err := OpenRuntime("", nil)
+	b, err := onnxruntime.OpenRuntime("", nil)
 	if err != nil {
 		t.Fatalf("second open: %v", err)
 	}
@@ -71,7 +75,7 @@ func TestRuntimeIsShared(t *testing.T) {
 	if err := os.Symlink(a.LibraryPath(), other); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := OpenRuntime(other, nil); err == nil {
+	if c, err := onnxruntime.OpenRuntime(other, nil); err == nil {
 		c.Close()
 		t.Fatal("a second library path in one process was accepted")
 	}
@@ -84,16 +88,16 @@ func TestRuntimeIsShared(t *testing.T) {
 	if !ort.IsInitialized() {
 		t.Fatal("closing one of two runtimes destroyed the environment")
 	}
-	tower := towerFromSpec(t, testSpec(5, 2, 1))
-	model, err := BuildUserTower(&UserTowerGraph{Dim: 2, Steps: 1, TopK: 2, ItemEmbeddings: tower.emb, TypeWeights: tower.weights, ItemPrior: tower.prior})
+	tower := scorertest.TowerFromSpec(t, scorertest.Spec(5, 2, 1))
+	model, err := models.BuildUserTower(&models.UserTowerGraph{Dim: 2, Steps: 1, TopK: 2, ItemEmbeddings: tower.Emb, TypeWeights: tower.Weights, ItemPrior: tower.Prior})
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, out := contractNames()
-	if _, err := a.newSession(model, in, out, sessionOptions{}); err == nil {
+	in, out := scorertest.ContractNames()
+	if _, err := a.NewSession(model, in, out, onnxruntime.SessionOptions{}); err == nil {
 		t.Fatal("a closed runtime created a session")
 	}
-	sess, err := b.newSession(model, in, out, sessionOptions{IntraOpThreads: 1})
+	sess, err := b.NewSession(model, in, out, onnxruntime.SessionOptions{IntraOpThreads: 1})
 	if err != nil {
 		t.Fatalf("session on the remaining runtime: %v", err)
 	}

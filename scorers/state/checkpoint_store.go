@@ -1,4 +1,4 @@
-// Package checkpoints saves and restores the scorer's per-user state
+// A CheckpointStore saves and restores the scorer's per-user state
 // together with the input offsets it reflects, so that a restart resumes
 // from the last checkpoint instead of replaying the whole input.
 //
@@ -14,7 +14,8 @@
 // generation or none of it. Each file's SHA-256 is in the manifest: a
 // corrupted or truncated checkpoint is detected on load, logged, and the
 // previous generation is used instead. Keep generations are kept.
-package checkpoints
+
+package state
 
 import (
 	"cmp"
@@ -35,8 +36,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// Config configures checkpointing. The zero value disables it.
-type Config struct {
+// CheckpointConfig configures checkpointing. The zero value disables it.
+type CheckpointConfig struct {
 	// Dir holds the generations. Empty disables checkpoints: a restart then
 	// starts from the committed offsets with empty user state.
 	Dir string `yaml:"dir"`
@@ -48,14 +49,14 @@ type Config struct {
 }
 
 // WithDefaults fills zero fields.
-func (c Config) WithDefaults() Config {
+func (c CheckpointConfig) WithDefaults() CheckpointConfig {
 	c.Interval = cmp.Or(c.Interval, 30*time.Second)
 	c.Keep = cmp.Or(c.Keep, 3)
 	return c
 }
 
 // Validate reports the first invalid field.
-func (c Config) Validate() error {
+func (c CheckpointConfig) Validate() error {
 	switch {
 	case c.Interval < 0:
 		return fmt.Errorf("interval: must be >= 0, got %s", c.Interval)
@@ -97,15 +98,15 @@ const (
 	tmpPrefix    = ".tmp-"
 )
 
-// Store writes and reads checkpoint generations in a directory.
-type Store struct {
+// CheckpointStore writes and reads checkpoint generations in a directory.
+type CheckpointStore struct {
 	dir  string
 	keep int
 	log  *zap.Logger
 }
 
-// NewStore opens (creating) the checkpoint directory.
-func NewStore(cfg Config, log *zap.Logger) (*Store, error) {
+// NewCheckpointStore opens (creating) the checkpoint directory.
+func NewCheckpointStore(cfg CheckpointConfig, log *zap.Logger) (*CheckpointStore, error) {
 	cfg = cfg.WithDefaults()
 	if cfg.Dir == "" {
 		return nil, errors.New("checkpoint dir: must be set")
@@ -116,15 +117,15 @@ func NewStore(cfg Config, log *zap.Logger) (*Store, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Store{dir: cfg.Dir, keep: cfg.Keep, log: log}, nil
+	return &CheckpointStore{dir: cfg.Dir, keep: cfg.Keep, log: log}, nil
 }
 
 // Dir is the checkpoint directory.
-func (s *Store) Dir() string { return s.dir }
+func (s *CheckpointStore) Dir() string { return s.dir }
 
 // Generations lists the generation numbers present, newest first (valid or
 // not).
-func (s *Store) Generations() ([]uint64, error) {
+func (s *CheckpointStore) Generations() ([]uint64, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("list checkpoints in %s: %w", s.dir, err)
@@ -144,13 +145,13 @@ func (s *Store) Generations() ([]uint64, error) {
 	return gens, nil
 }
 
-func (s *Store) genDir(g uint64) string {
+func (s *CheckpointStore) genDir(g uint64) string {
 	return filepath.Join(s.dir, fmt.Sprintf("%s%020d", genPrefix, g))
 }
 
 // Save writes snap as the next generation and prunes old ones; it returns
 // the manifest written.
-func (s *Store) Save(ctx context.Context, snap *Snapshot) (Manifest, error) {
+func (s *CheckpointStore) Save(ctx context.Context, snap *Snapshot) (Manifest, error) {
 	gens, err := s.Generations()
 	if err != nil {
 		return Manifest{}, err
@@ -208,7 +209,7 @@ func (s *Store) Save(ctx context.Context, snap *Snapshot) (Manifest, error) {
 }
 
 // prune removes generations beyond the newest keep, and stale temporaries.
-func (s *Store) prune(gens []uint64) {
+func (s *CheckpointStore) prune(gens []uint64) {
 	for i, g := range gens {
 		if i >= s.keep {
 			if err := os.RemoveAll(s.genDir(g)); err != nil {
@@ -227,7 +228,7 @@ func (s *Store) prune(gens []uint64) {
 // LoadLatest returns the newest generation that verifies. Every generation
 // found broken is logged with the reason and skipped; ErrNoCheckpoint when
 // none is left.
-func (s *Store) LoadLatest(ctx context.Context) (*Snapshot, Manifest, error) {
+func (s *CheckpointStore) LoadLatest(ctx context.Context) (*Snapshot, Manifest, error) {
 	gens, err := s.Generations()
 	if err != nil {
 		return nil, Manifest{}, err
@@ -247,7 +248,7 @@ func (s *Store) LoadLatest(ctx context.Context) (*Snapshot, Manifest, error) {
 }
 
 // Load reads and verifies one generation.
-func (s *Store) Load(g uint64) (*Snapshot, Manifest, error) {
+func (s *CheckpointStore) Load(g uint64) (*Snapshot, Manifest, error) {
 	dir := s.genDir(g)
 	raw, err := os.ReadFile(filepath.Join(dir, manifestName))
 	if err != nil {

@@ -1,4 +1,4 @@
-package scorers
+package state
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/recstream/recstream/scorers/models"
 )
 
 func TestNewStateStoreValidates(t *testing.T) {
@@ -17,19 +19,19 @@ func TestNewStateStoreValidates(t *testing.T) {
 		{4, -1, 1, "max_exclude must be in"},
 		{4, 1, 0, "max_users must be in"},
 	} {
-		if _, err := NewStateStore(tc.dim, tc.exclude, tc.users); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("NewStateStore(%d, %d, %d) = %v, want %q", tc.dim, tc.exclude, tc.users, err, tc.want)
+		if _, err := NewVectorStore(tc.dim, tc.exclude, tc.users); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewVectorStore(%d, %d, %d) = %v, want %q", tc.dim, tc.exclude, tc.users, err, tc.want)
 		}
 	}
 }
 
 // slotOf returns the user's slot, inserting it if needed, as a batch does.
-func slotOf(s *StateStore, id string) int32 {
-	if slot := s.lookup(id); slot != noSlot {
-		s.touch(slot)
+func slotOf(s *Store, id string) int32 {
+	if slot := s.Lookup(id); slot != NoSlot {
+		s.Touch(slot)
 		return slot
 	}
-	return s.insert(id)
+	return s.Insert(id)
 }
 
 func TestStateStoreEvictsLeastRecentlyTouched(t *testing.T) {
@@ -47,12 +49,12 @@ func TestStateStoreEvictsLeastRecentlyTouched(t *testing.T) {
 		{"evicted user returns cold", []string{"a", "a", "b", "c", "d", "a"}, map[string]float32{"c": 1, "d": 1, "a": 1}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := NewStateStore(2, 2, 3)
+			s, err := NewVectorStore(2, 2, 3)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, id := range tc.touches {
-				s.state(slotOf(s, id))[0] += 1
+				s.Vector(slotOf(s, id))[0] += 1
 			}
 			for _, id := range []string{"a", "b", "c", "d", "e"} {
 				u, ok := s.Get(id)
@@ -72,7 +74,7 @@ func TestStateStoreEvictsLeastRecentlyTouched(t *testing.T) {
 }
 
 func TestStateStoreEachPutRoundTrip(t *testing.T) {
-	s, err := NewStateStore(3, 4, 10)
+	s, err := NewVectorStore(3, 4, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func TestStateStoreEachPutRoundTrip(t *testing.T) {
 
 	var saved []UserState
 	s.Each(func(u UserState) bool { saved = append(saved, u); return true })
-	restored, _ := NewStateStore(3, 4, 10)
+	restored, _ := NewVectorStore(3, 4, 10)
 	for _, u := range saved {
 		if err := restored.Put(u); err != nil {
 			t.Fatal(err)
@@ -122,11 +124,11 @@ func TestStateStoreEachPutRoundTrip(t *testing.T) {
 }
 
 func TestStateStoreGatherScatter(t *testing.T) {
-	s, _ := NewStateStore(2, 1, 4)
-	a, b := s.insert("a"), s.insert("b")
-	s.scatter([]int32{b, a}, []float32{1, 2, 3, 4})
+	s, _ := NewVectorStore(2, 1, 4)
+	a, b := s.Insert("a"), s.Insert("b")
+	s.Scatter([]int32{b, a}, []float32{1, 2, 3, 4})
 	buf := make([]float32, 4)
-	s.gather([]int32{a, b}, buf)
+	s.Gather([]int32{a, b}, buf)
 	if !slices.Equal(buf, []float32{3, 4, 1, 2}) {
 		t.Fatalf("gather after scatter = %v", buf)
 	}
@@ -145,16 +147,25 @@ func TestStateStoreBytesPerUser(t *testing.T) {
 	}
 }
 
+// BenchmarkStateStoreBytesPerUser reports the memory per stored user of the
+// default shape (D=64, 32 bought items).
+func BenchmarkStateStoreBytesPerUser(b *testing.B) {
+	for range b.N {
+		b.ReportMetric(measureStoreBytes(b, 64, 32, 100_000), "bytes/user")
+	}
+}
+
+// measureStoreBytes returns the heap a store of users users takes per user.
 func measureStoreBytes(tb testing.TB, dim, exclude, users int) float64 {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	s, err := NewStateStore(dim, exclude, users)
+	s, err := NewVectorStore(dim, exclude, users)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for i := range users {
-		s.insert(fmt.Sprintf("user-%07d", i))
+		s.Insert(fmt.Sprintf("user-%07d", i))
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -180,7 +191,7 @@ func TestHistoryStoreKeepsNewest(t *testing.T) {
 	if err := s.Put(UserState{UserID: "b", State: []float32{1}}); err == nil {
 		t.Fatal("a history store took a state vector")
 	}
-	states, _ := NewStateStore(2, 1, 2)
+	states, _ := NewVectorStore(2, 1, 2)
 	if err := states.Put(UserState{UserID: "c", State: []float32{1, 2}, History: []int32{1}}); err == nil {
 		t.Fatal("a state store took a history")
 	}
@@ -200,12 +211,12 @@ func TestStateStoreExpire(t *testing.T) {
 		{"idle tail goes", map[string]int64{"a": 1, "b": 2, "c": 30}, []string{"a", "b", "c"}, 5, 0, []string{"c"}, 2},
 		{"stops at a recent user", map[string]int64{"a": 1, "b": 30, "c": 2}, []string{"a", "b", "c"}, 5, 0, []string{"b", "c"}, 1},
 		{"keeps the batch's users", map[string]int64{"a": 1, "b": 2, "c": 3}, []string{"a", "b", "c"}, 5, 2, []string{"b", "c"}, 1},
-		{"nothing applied yet", map[string]int64{"a": noTs, "b": 30}, []string{"a", "b"}, 5, 0, []string{"b"}, 1},
+		{"nothing applied yet", map[string]int64{"a": NoTimestamp, "b": 30}, []string{"a", "b"}, 5, 0, []string{"b"}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, _ := NewStateStore(1, 1, 10)
+			s, _ := NewVectorStore(1, 1, 10)
 			for _, u := range tc.order {
-				s.meta[s.insert(u)].newestTsMs = tc.newest[u]
+				s.meta[s.Insert(u)].newestTsMs = tc.newest[u]
 			}
 			if n := s.Expire(tc.cutoff, tc.keep); n != tc.expired || s.Expiries() != uint64(tc.expired) {
 				t.Fatalf("Expire = %d (counted %d), want %d", n, s.Expiries(), tc.expired)
@@ -218,7 +229,7 @@ func TestStateStoreExpire(t *testing.T) {
 			// Freed slots are reused before the store grows or evicts.
 			slots := len(s.ids)
 			for i := range tc.expired {
-				s.insert(fmt.Sprintf("new-%d", i))
+				s.Insert(fmt.Sprintf("new-%d", i))
 			}
 			if len(s.ids) != slots || s.Evictions() != 0 || s.Len() != len(tc.order) {
 				t.Fatalf("after reinserting: %d slots (was %d), %d evictions, %d users", len(s.ids), slots, s.Evictions(), s.Len())
@@ -228,20 +239,20 @@ func TestStateStoreExpire(t *testing.T) {
 }
 
 func TestStateStoreReshape(t *testing.T) {
-	s, _ := NewStateStore(2, 3, 4)
+	s, _ := NewVectorStore(2, 3, 4)
 	for i, u := range []string{"a", "b"} {
 		if err := s.Put(UserState{UserID: u, State: []float32{float32(i + 1), 5}, Bought: []int32{1, 2, 3}, NewestTsMs: 100, Offset: int64(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Same layout, new item indices: 1 is gone, 2 -> 7, 3 -> 8; M 3 -> 1.
-	s.reshape(2, 0, 1, []int32{0, 0, 7, 8}, false)
+	s.Reshape(2, 0, 1, []int32{0, 0, 7, 8}, false)
 	a, _ := s.Get("a")
 	if !slices.Equal(a.State, []float32{1, 5}) || !slices.Equal(a.Bought, []int32{8}) || a.NewestTsMs != 100 || s.MaxExclude() != 1 {
 		t.Fatalf("after remap: %+v", a)
 	}
 	// To a history store: states go, users, clocks and positions stay.
-	s.reshape(0, 4, 1, nil, true)
+	s.Reshape(0, 4, 1, nil, true)
 	b, ok := s.Get("b")
 	if !ok || b.State != nil || len(b.History) != 0 || b.Offset != 1 || !slices.Equal(b.Bought, []int32{8}) || s.Dim() != 0 || s.HistoryLen() != 4 {
 		t.Fatalf("after the switch to histories: %+v", b)
@@ -249,12 +260,12 @@ func TestStateStoreReshape(t *testing.T) {
 	if err := s.Put(UserState{UserID: "b", History: []int32{3, 4}, Offset: 2}); err != nil {
 		t.Fatal(err)
 	}
-	s.reshape(0, 4, 1, []int32{0, 0, 0, 5, 6}, false)
+	s.Reshape(0, 4, 1, []int32{0, 0, 0, 5, 6}, false)
 	if b, _ = s.Get("b"); !slices.Equal(b.History, []int32{5, 6}) {
 		t.Fatalf("history after remap: %v", b.History)
 	}
 	// Back to states of another width: cold.
-	s.reshape(3, 0, 2, nil, true)
+	s.Reshape(3, 0, 2, nil, true)
 	if b, _ = s.Get("b"); !slices.Equal(b.State, []float32{0, 0, 0}) || b.History != nil || s.Len() != 2 {
 		t.Fatalf("after the switch back: %+v", b)
 	}
@@ -267,18 +278,18 @@ func TestHistoryStoreBytesPerUser(t *testing.T) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	s, err := NewHistoryStore(DefaultHistory, 32, users)
+	s, err := NewHistoryStore(models.DefaultHistory, 32, users)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range users {
-		s.insert(fmt.Sprintf("user-%07d", i))
+		s.Insert(fmt.Sprintf("user-%07d", i))
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	runtime.KeepAlive(s)
 	perUser := float64(after.HeapAlloc-before.HeapAlloc) / users
-	t.Logf("history store: %.0f bytes per user (H=%d, M=32, 12-byte ids, %d users)", perUser, DefaultHistory, users)
+	t.Logf("history store: %.0f bytes per user (H=%d, M=32, 12-byte ids, %d users)", perUser, models.DefaultHistory, users)
 	// 200 history + 128 bought + 24 meta + 8 links + 16 id + id bytes + map
 	// entry: about 450, plus growth slack of the arenas.
 	if perUser > 800 {

@@ -1,4 +1,4 @@
-package scorers
+package models
 
 import (
 	"errors"
@@ -21,9 +21,9 @@ func DefaultTypeWeights() map[string]float32 {
 	}
 }
 
-// typeWeightVector returns [T+1] weights: 0 for padding, then the weight of
+// TypeWeightVector returns [T+1] weights: 0 for padding, then the weight of
 // each type name in code order.
-func typeWeightVector(types []string, weights map[string]float32) ([]float32, error) {
+func TypeWeightVector(types []string, weights map[string]float32) ([]float32, error) {
 	if len(types) == 0 {
 		return nil, errors.New("event_types: none given")
 	}
@@ -33,7 +33,7 @@ func typeWeightVector(types []string, weights map[string]float32) ([]float32, er
 		if !ok {
 			return nil, fmt.Errorf("type_weights: no weight for event type %q", name)
 		}
-		if err := checkTypeWeight(name, w); err != nil {
+		if err := CheckTypeWeight(name, w); err != nil {
 			return nil, err
 		}
 		v[i+1] = w
@@ -45,7 +45,8 @@ func typeWeightVector(types []string, weights map[string]float32) ([]float32, er
 // rounds to -0 would break the bit-exact equivalence of a padding step.
 const minTypeWeight = 1e-6
 
-func checkTypeWeight(name string, w float32) error {
+// CheckTypeWeight says why w cannot weigh events of type name, or nil.
+func CheckTypeWeight(name string, w float32) error {
 	if math.IsNaN(float64(w)) || math.IsInf(float64(w), 0) || w < 0 || (w > 0 && w < minTypeWeight) || w > 1e6 {
 		return fmt.Errorf("type_weights: weight of %q must be 0 or in [%g, 1e6], got %g", name, minTypeWeight, w)
 	}

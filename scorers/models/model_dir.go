@@ -1,4 +1,4 @@
-package scorers
+package models
 
 import (
 	"bufio"

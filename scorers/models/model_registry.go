@@ -1,4 +1,4 @@
-package scorers
+package models
 
 import (
 	"encoding/json"
@@ -72,13 +72,13 @@ func (r *ModelRegistry) VersionDir(version string) (string, error) {
 // Current returns the version CURRENT names. Errors wrap
 // ErrNoCurrentVersion when there is no CURRENT file.
 func (r *ModelRegistry) Current() (string, error) {
-	version, _, err := r.current()
+	version, _, err := r.CurrentWritten()
 	return version, err
 }
 
-// current returns the version CURRENT names and when CURRENT was written
+// CurrentWritten returns the version CURRENT names and when CURRENT was written
 // (each Activate writes a new file, so a new time).
-func (r *ModelRegistry) current() (string, time.Time, error) {
+func (r *ModelRegistry) CurrentWritten() (string, time.Time, error) {
 	path := filepath.Join(r.dir, schemas.ModelFileCurrent)
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {

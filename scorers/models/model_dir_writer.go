@@ -1,4 +1,4 @@
-package scorers
+package models
 
 import (
 	"bytes"
@@ -137,7 +137,7 @@ type modelFile struct {
 // buildModelFiles checks spec and returns the three files of its directory.
 func buildModelFiles(spec ModelSpec) ([]modelFile, error) {
 	n := len(spec.Items)
-	dim, items, emb, err := itemTable(spec.Items, spec.Embeddings, spec.Counts, flushTiny)
+	dim, items, emb, err := itemTable(spec.Items, spec.Embeddings, spec.Counts, FlushTiny)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func buildModelFiles(spec ModelSpec) ([]modelFile, error) {
 	if weightsByName == nil {
 		weightsByName = DefaultTypeWeights()
 	}
-	typeWeights, err := typeWeightVector(types, weightsByName)
+	typeWeights, err := TypeWeightVector(types, weightsByName)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func buildModelFiles(spec ModelSpec) ([]modelFile, error) {
 	steps := cmp.Or(spec.Steps, DefaultSteps)
 	priorWeight := priorWeightOrDefault(spec.PriorWeight)
 
-	prior := popularityPrior(spec.Counts, n, priorWeight)
+	prior := PopularityPrior(spec.Counts, n, priorWeight)
 	g := &UserTowerGraph{
 		Dim:            dim,
 		Steps:          steps,
@@ -221,19 +221,19 @@ func modelDirFiles(model, items []byte, meta ModelMetadata, versionPrefix string
 	}, nil
 }
 
-// flushTiny maps values too small to matter, and -0, to +0. With every
+// FlushTiny maps values too small to matter, and -0, to +0. With every
 // embedding value either +0 or at least 1e-20 in magnitude, weight *
 // embedding never underflows to -0 (see UserTowerGraph).
-func flushTiny(v float32) float32 {
+func FlushTiny(v float32) float32 {
 	if v > -1e-20 && v < 1e-20 {
 		return 0
 	}
 	return v
 }
 
-// popularityPrior returns [n+1] priors: ModelMaskedScore for index 0, then
+// PopularityPrior returns [n+1] priors: ModelMaskedScore for index 0, then
 // weight * log(1+count) / log(1+max count).
-func popularityPrior(counts []int64, n int, weight float32) []float32 {
+func PopularityPrior(counts []int64, n int, weight float32) []float32 {
 	prior := make([]float32, n+1)
 	prior[0] = schemas.ModelMaskedScore
 	var maxCount int64

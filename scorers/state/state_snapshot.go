@@ -1,4 +1,4 @@
-package checkpoints
+package state
 
 import (
 	"bytes"
@@ -10,8 +10,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-
-	"github.com/recstream/recstream/scorers"
 )
 
 // Snapshot is the scorer's state at a batch boundary and the input offsets
@@ -25,24 +23,24 @@ type Snapshot struct {
 	Dim        int
 	HistoryLen int
 	// Users are the saved users, least recently refreshed first (the order
-	// StateStore.Each gives and Put restores).
-	Users []scorers.UserState
+	// Store.Each gives and Put restores).
+	Users []UserState
 	// ranks holds each user's saved recency rank while partitions load.
 	ranks []int64
 }
 
 // Capture copies the state of store (call it between batches, never while
 // the scorer runs).
-func Capture(store *scorers.StateStore, topic, modelVersion string, offsets map[int32]int64) *Snapshot {
+func Capture(store *Store, topic, modelVersion string, offsets map[int32]int64) *Snapshot {
 	snap := &Snapshot{
 		Topic: topic, ModelVersion: modelVersion, Dim: store.Dim(), HistoryLen: store.HistoryLen(),
 		Offsets: make(map[int32]int64, len(offsets)),
-		Users:   make([]scorers.UserState, 0, store.Len()),
+		Users:   make([]UserState, 0, store.Len()),
 	}
 	for p, o := range offsets {
 		snap.Offsets[p] = o
 	}
-	store.Each(func(u scorers.UserState) bool {
+	store.Each(func(u UserState) bool {
 		// Each may reuse its slices; keep copies.
 		u.State = slices.Clone(u.State)
 		u.Bought = slices.Clone(u.Bought)
@@ -54,7 +52,7 @@ func Capture(store *scorers.StateStore, topic, modelVersion string, offsets map[
 }
 
 // Restore puts every saved user into store, keeping their recency order.
-func (s *Snapshot) Restore(store *scorers.StateStore) error {
+func (s *Snapshot) Restore(store *Store) error {
 	if s.Dim != store.Dim() || s.HistoryLen != store.HistoryLen() {
 		return fmt.Errorf("checkpoint holds states of %d dimensions and histories of %d items, the model wants %d and %d",
 			s.Dim, s.HistoryLen, store.Dim(), store.HistoryLen())
@@ -158,7 +156,7 @@ func readPartition(data []byte, s *Snapshot) error {
 	}
 	type ranked struct {
 		rank int64
-		u    scorers.UserState
+		u    UserState
 	}
 	var users []ranked
 	for i := 0; i < fr.NumRecords(); i++ {
@@ -181,7 +179,7 @@ func readPartition(data []byte, s *Snapshot) error {
 			bs, be := bought.ValueOffsets(r)
 			ss, se := states.ValueOffsets(r)
 			hs, he := history.ValueOffsets(r)
-			users = append(users, ranked{rank: ranks.Value(r), u: scorers.UserState{
+			users = append(users, ranked{rank: ranks.Value(r), u: UserState{
 				UserID:     ids.Value(r),
 				State:      nilIfEmpty(slices.Clone(stateValues[ss:se])),
 				NewestTsMs: ts.Value(r),
@@ -217,7 +215,7 @@ func readPartition(data []byte, s *Snapshot) error {
 }
 
 // nilIfEmpty keeps absent vectors absent (a state in a history store, a
-// history in a state store), as StateStore.Put expects.
+// history in a state store), as Store.Put expects.
 func nilIfEmpty[T any](v []T) []T {
 	if len(v) == 0 {
 		return nil

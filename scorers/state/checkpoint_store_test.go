@@ -1,4 +1,4 @@
-package checkpoints
+package state
 
 import (
 	"context"
@@ -10,18 +10,16 @@ import (
 	"testing"
 
 	"go.uber.org/zap/zaptest"
-
-	"github.com/recstream/recstream/scorers"
 )
 
-func filledStore(t *testing.T, users int, seed float32) *scorers.StateStore {
+func filledStore(t *testing.T, users int, seed float32) *Store {
 	t.Helper()
-	st, err := scorers.NewStateStore(4, 8, 1000)
+	st, err := NewVectorStore(4, 8, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < users; i++ {
-		u := scorers.UserState{
+		u := UserState{
 			UserID:     fmt.Sprintf("u%03d", i),
 			State:      []float32{seed + float32(i), -1, 0.5, float32(i) / 7},
 			NewestTsMs: 1_700_000_000_000 + int64(i),
@@ -36,9 +34,9 @@ func filledStore(t *testing.T, users int, seed float32) *scorers.StateStore {
 	return st
 }
 
-func allUsers(st *scorers.StateStore) []scorers.UserState {
-	var out []scorers.UserState
-	st.Each(func(u scorers.UserState) bool {
+func allUsers(st *Store) []UserState {
+	var out []UserState
+	st.Each(func(u UserState) bool {
 		if u.Bought == nil {
 			u.Bought = []int32{}
 		}
@@ -52,7 +50,7 @@ func allUsers(st *scorers.StateStore) []scorers.UserState {
 
 func TestSaveLoadRoundTripKeepsStateAndOrder(t *testing.T) {
 	ctx := context.Background()
-	store, err := NewStore(Config{Dir: t.TempDir()}, zaptest.NewLogger(t))
+	store, err := NewCheckpointStore(CheckpointConfig{Dir: t.TempDir()}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +70,7 @@ func TestSaveLoadRoundTripKeepsStateAndOrder(t *testing.T) {
 	if !reflect.DeepEqual(got.Offsets, offsets) || got.ModelVersion != "ut-1" {
 		t.Fatalf("manifest offsets %v model %q; want %v ut-1", got.Offsets, got.ModelVersion, offsets)
 	}
-	dst, err := scorers.NewStateStore(4, 8, 1000)
+	dst, err := NewVectorStore(4, 8, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +118,7 @@ func TestCorruptNewestGenerationFallsBackToPrevious(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			store, err := NewStore(Config{Dir: t.TempDir()}, zaptest.NewLogger(t))
+			store, err := NewCheckpointStore(CheckpointConfig{Dir: t.TempDir()}, zaptest.NewLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,7 +146,7 @@ func TestCorruptNewestGenerationFallsBackToPrevious(t *testing.T) {
 
 func TestOnlyKeepGenerationsRemain(t *testing.T) {
 	ctx := context.Background()
-	store, err := NewStore(Config{Dir: t.TempDir(), Keep: 2}, zaptest.NewLogger(t))
+	store, err := NewCheckpointStore(CheckpointConfig{Dir: t.TempDir(), Keep: 2}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +165,7 @@ func TestOnlyKeepGenerationsRemain(t *testing.T) {
 }
 
 func TestNoCheckpoint(t *testing.T) {
-	store, err := NewStore(Config{Dir: t.TempDir()}, nil)
+	store, err := NewCheckpointStore(CheckpointConfig{Dir: t.TempDir()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,17 +176,17 @@ func TestNoCheckpoint(t *testing.T) {
 
 func TestSequenceModelHistoriesRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	src, err := scorers.NewHistoryStore(5, 8, 100)
+	src, err := NewHistoryStore(5, 8, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 7; i++ {
-		if err := src.Put(scorers.UserState{UserID: fmt.Sprintf("h%d", i), History: []int32{int32(i + 1), 3, 9}[:1+i%3],
+		if err := src.Put(UserState{UserID: fmt.Sprintf("h%d", i), History: []int32{int32(i + 1), 3, 9}[:1+i%3],
 			NewestTsMs: int64(i), Partition: int32(i % 2), Offset: int64(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	store, err := NewStore(Config{Dir: t.TempDir()}, zaptest.NewLogger(t))
+	store, err := NewCheckpointStore(CheckpointConfig{Dir: t.TempDir()}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +197,7 @@ func TestSequenceModelHistoriesRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst, err := scorers.NewHistoryStore(5, 8, 100)
+	dst, err := NewHistoryStore(5, 8, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +207,7 @@ func TestSequenceModelHistoriesRoundTrip(t *testing.T) {
 	if want, have := allUsers(src), allUsers(dst); !reflect.DeepEqual(want, have) {
 		t.Fatalf("restored histories differ:\nwant %+v\nhave %+v", want, have)
 	}
-	states, err := scorers.NewStateStore(4, 8, 100)
+	states, err := NewVectorStore(4, 8, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

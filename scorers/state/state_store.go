@@ -1,4 +1,4 @@
-package scorers
+package state
 
 import (
 	"fmt"
@@ -6,14 +6,14 @@ import (
 	"strings"
 )
 
-// noTs marks a user that has no event applied yet.
-const noTs = math.MinInt64
+// NoTimestamp marks a user that has no event applied yet.
+const NoTimestamp = math.MinInt64
 
-// noSlot is the nil link of the recency list.
-const noSlot = -1
+// NoSlot is the nil link of the recency list.
+const NoSlot = -1
 
 // UserState is one user's state as the store keeps it, in a form a
-// checkpoint can write and read back (StateStore.Each, StateStore.Put).
+// checkpoint can write and read back (Store.Each, Store.Put).
 type UserState struct {
 	// UserID is the user's id.
 	UserID string
@@ -30,10 +30,10 @@ type UserState struct {
 	Partition int32
 	Offset    int64
 	// Bought holds the item indices to exclude from the user's
-	// recommendations, oldest first, at most StateStore.MaxExclude.
+	// recommendations, oldest first, at most Store.MaxExclude.
 	Bought []int32
 	// History holds a sequence model's user's last item indices, oldest
-	// first, at most StateStore.HistoryLen; nil in a store of states.
+	// first, at most Store.HistoryLen; nil in a store of states.
 	History []int32
 }
 
@@ -46,7 +46,7 @@ type userMeta struct {
 	nHist      uint16 // valid entries in the history
 }
 
-// StateStore keeps every known user's state in flat arrays indexed by a
+// Store keeps every known user's state in flat arrays indexed by a
 // slot: for a stateful model one arena of D float32 per user, for a
 // sequence model one of H item indices (int32) per user; beside it a
 // bounded list of bought item indices per user and a little bookkeeping. A
@@ -56,9 +56,9 @@ type userMeta struct {
 // than the scorer's idle_expiry are dropped (Expire); Expiries counts them.
 // An evicted or expired user who comes back starts from a cold state.
 //
-// A StateStore is not safe for concurrent use; the scorer that owns it
+// A Store is not safe for concurrent use; the scorer that owns it
 // serialises access.
-type StateStore struct {
+type Store struct {
 	dim        int // float32 state values per user; 0 in a history store
 	histLen    int // item indices of history per user; 0 in a state store
 	maxExclude int
@@ -78,79 +78,81 @@ type StateStore struct {
 	evictions, expiries uint64
 }
 
-// NewStateStore returns an empty store for states of dim values (a
+// NewVectorStore returns an empty store for states of dim values (a
 // stateful model's), up to maxExclude bought items per user and maxUsers
 // users.
-func NewStateStore(dim, maxExclude, maxUsers int) (*StateStore, error) {
+func NewVectorStore(dim, maxExclude, maxUsers int) (*Store, error) {
 	if dim <= 0 {
 		return nil, fmt.Errorf("new state store: dim must be > 0, got %d", dim)
 	}
-	return newStore(dim, 0, maxExclude, maxUsers)
+	return New(dim, 0, maxExclude, maxUsers)
 }
 
 // NewHistoryStore returns an empty store for histories of up to histLen
 // item indices (a sequence model's), up to maxExclude bought items per user
 // and maxUsers users.
-func NewHistoryStore(histLen, maxExclude, maxUsers int) (*StateStore, error) {
+func NewHistoryStore(histLen, maxExclude, maxUsers int) (*Store, error) {
 	if histLen <= 0 || histLen > math.MaxUint16 {
 		return nil, fmt.Errorf("new history store: history length must be in [1, %d], got %d", math.MaxUint16, histLen)
 	}
-	return newStore(0, histLen, maxExclude, maxUsers)
+	return New(0, histLen, maxExclude, maxUsers)
 }
 
-func newStore(dim, histLen, maxExclude, maxUsers int) (*StateStore, error) {
+// New returns an empty store of either layout: states of dim values
+// (histLen 0) or histories of histLen item indices (dim 0).
+func New(dim, histLen, maxExclude, maxUsers int) (*Store, error) {
 	switch {
 	case maxExclude < 0 || maxExclude > math.MaxUint16:
 		return nil, fmt.Errorf("new state store: max_exclude must be in [0, %d], got %d", math.MaxUint16, maxExclude)
 	case maxUsers <= 0 || maxUsers > math.MaxInt32:
 		return nil, fmt.Errorf("new state store: max_users must be in [1, %d], got %d", math.MaxInt32, maxUsers)
 	}
-	return &StateStore{
+	return &Store{
 		dim:        dim,
 		histLen:    histLen,
 		maxExclude: maxExclude,
 		maxUsers:   maxUsers,
 		index:      make(map[string]int32),
-		head:       noSlot,
-		tail:       noSlot,
+		head:       NoSlot,
+		tail:       NoSlot,
 	}, nil
 }
 
 // Dim is the width of a state vector; 0 in a history store.
-func (s *StateStore) Dim() int { return s.dim }
+func (s *Store) Dim() int { return s.dim }
 
 // HistoryLen is the most item indices of history kept per user; 0 in a
 // store of states.
-func (s *StateStore) HistoryLen() int { return s.histLen }
+func (s *Store) HistoryLen() int { return s.histLen }
 
 // MaxExclude is the most bought items kept per user.
-func (s *StateStore) MaxExclude() int { return s.maxExclude }
+func (s *Store) MaxExclude() int { return s.maxExclude }
 
 // MaxUsers is the most users kept.
-func (s *StateStore) MaxUsers() int { return s.maxUsers }
+func (s *Store) MaxUsers() int { return s.maxUsers }
 
 // Len is the number of users stored.
-func (s *StateStore) Len() int { return len(s.index) }
+func (s *Store) Len() int { return len(s.index) }
 
 // Evictions counts the users evicted to make room since the store was made.
-func (s *StateStore) Evictions() uint64 { return s.evictions }
+func (s *Store) Evictions() uint64 { return s.evictions }
 
 // Expiries counts the users forgotten for being idle since the store was
 // made: dropped by Expire, or restarted cold by the scorer when their next
 // event came after more than idle_expiry.
-func (s *StateStore) Expiries() uint64 { return s.expiries }
+func (s *Store) Expiries() uint64 { return s.expiries }
 
-// lookup returns the user's slot, or noSlot. id may point into a reused
+// Lookup returns the user's slot, or NoSlot. id may point into a reused
 // buffer: lookup does not keep it.
-func (s *StateStore) lookup(id string) int32 {
+func (s *Store) Lookup(id string) int32 {
 	if slot, ok := s.index[id]; ok {
 		return slot
 	}
-	return noSlot
+	return NoSlot
 }
 
-// touch moves slot to the front of the recency list.
-func (s *StateStore) touch(slot int32) {
+// Touch moves slot to the front of the recency list.
+func (s *Store) Touch(slot int32) {
 	if s.head == slot {
 		return
 	}
@@ -158,39 +160,39 @@ func (s *StateStore) touch(slot int32) {
 	s.pushFront(slot)
 }
 
-func (s *StateStore) unlink(slot int32) {
+func (s *Store) unlink(slot int32) {
 	p, n := s.prev[slot], s.next[slot]
-	if p != noSlot {
+	if p != NoSlot {
 		s.next[p] = n
 	} else {
 		s.head = n
 	}
-	if n != noSlot {
+	if n != NoSlot {
 		s.prev[n] = p
 	} else {
 		s.tail = p
 	}
-	s.prev[slot], s.next[slot] = noSlot, noSlot
+	s.prev[slot], s.next[slot] = NoSlot, NoSlot
 }
 
-func (s *StateStore) pushFront(slot int32) {
-	s.prev[slot] = noSlot
+func (s *Store) pushFront(slot int32) {
+	s.prev[slot] = NoSlot
 	s.next[slot] = s.head
-	if s.head != noSlot {
+	if s.head != NoSlot {
 		s.prev[s.head] = slot
 	}
 	s.head = slot
-	if s.tail == noSlot {
+	if s.tail == NoSlot {
 		s.tail = slot
 	}
 }
 
-// insert adds a user with a cold state at the front of the recency list,
+// Insert adds a user with a cold state at the front of the recency list,
 // reusing the slot of an expired user if there is one, else evicting the
 // least recently touched user when the store is full. The caller must have
 // touched every user it still needs, so that the one evicted is not among
 // them. id is copied.
-func (s *StateStore) insert(id string) int32 {
+func (s *Store) Insert(id string) int32 {
 	var slot int32
 	switch {
 	case len(s.free) > 0:
@@ -203,8 +205,8 @@ func (s *StateStore) insert(id string) int32 {
 		s.hist = append(s.hist, make([]int32, s.histLen)...)
 		s.meta = append(s.meta, userMeta{})
 		s.bought = append(s.bought, make([]int32, s.maxExclude)...)
-		s.prev = append(s.prev, noSlot)
-		s.next = append(s.next, noSlot)
+		s.prev = append(s.prev, NoSlot)
+		s.next = append(s.next, NoSlot)
 	default:
 		slot = s.tail
 		s.unlink(slot)
@@ -214,8 +216,8 @@ func (s *StateStore) insert(id string) int32 {
 	id = strings.Clone(id)
 	s.ids[slot] = id
 	s.index[id] = slot
-	clear(s.state(slot))
-	s.meta[slot] = userMeta{newestTsMs: noTs, offset: -1}
+	clear(s.Vector(slot))
+	s.meta[slot] = userMeta{newestTsMs: NoTimestamp, offset: -1}
 	s.pushFront(slot)
 	return slot
 }
@@ -232,11 +234,11 @@ func (s *StateStore) insert(id string) int32 {
 // what they are recommended: the scorer restarts any user whose events
 // come more than idle_expiry after their previous one from a cold state,
 // dropped or not.
-func (s *StateStore) Expire(cutoffMs int64, keep int) int {
+func (s *Store) Expire(cutoffMs int64, keep int) int {
 	n := 0
-	for s.tail != noSlot && len(s.index) > keep {
+	for s.tail != NoSlot && len(s.index) > keep {
 		slot := s.tail
-		if s.meta[slot].newestTsMs >= cutoffMs { // noTs (nothing applied) is older than any cutoff
+		if s.meta[slot].newestTsMs >= cutoffMs { // NoTimestamp (nothing applied) is older than any cutoff
 			break
 		}
 		s.unlink(slot)
@@ -249,22 +251,22 @@ func (s *StateStore) Expire(cutoffMs int64, keep int) int {
 	return n
 }
 
-// state returns the slot's state vector (aliasing the arena); empty in a
+// Vector returns the slot's state vector (aliasing the arena); empty in a
 // history store.
-func (s *StateStore) state(slot int32) []float32 {
+func (s *Store) Vector(slot int32) []float32 {
 	i := int(slot) * s.dim
 	return s.states[i : i+s.dim : i+s.dim]
 }
 
-// appendHistory appends the slot's history, oldest first, to dst.
-func (s *StateStore) appendHistory(dst []int32, slot int32) []int32 {
+// AppendHistory appends the slot's history, oldest first, to dst.
+func (s *Store) AppendHistory(dst []int32, slot int32) []int32 {
 	i := int(slot) * s.histLen
 	return append(dst, s.hist[i:i+int(s.meta[slot].nHist)]...)
 }
 
-// setHistory replaces the slot's history by the newest histLen of items
+// SetHistory replaces the slot's history by the newest histLen of items
 // (oldest first).
-func (s *StateStore) setHistory(slot int32, items []int32) {
+func (s *Store) SetHistory(slot int32, items []int32) {
 	if len(items) > s.histLen {
 		items = items[len(items)-s.histLen:]
 	}
@@ -272,15 +274,15 @@ func (s *StateStore) setHistory(slot int32, items []int32) {
 	s.meta[slot].nHist = uint16(len(items))
 }
 
-// appendBought appends the slot's bought items, oldest first, to dst.
-func (s *StateStore) appendBought(dst []int32, slot int32) []int32 {
+// AppendBought appends the slot's bought items, oldest first, to dst.
+func (s *Store) AppendBought(dst []int32, slot int32) []int32 {
 	i := int(slot) * s.maxExclude
 	return append(dst, s.bought[i:i+int(s.meta[slot].nBought)]...)
 }
 
-// setBought replaces the slot's bought items by the newest maxExclude of
+// SetBought replaces the slot's bought items by the newest maxExclude of
 // items (oldest first).
-func (s *StateStore) setBought(slot int32, items []int32) {
+func (s *Store) SetBought(slot int32, items []int32) {
 	if len(items) > s.maxExclude {
 		items = items[len(items)-s.maxExclude:]
 	}
@@ -288,29 +290,47 @@ func (s *StateStore) setBought(slot int32, items []int32) {
 	s.meta[slot].nBought = uint16(len(items))
 }
 
-// Get returns a copy of the user's state.
-func (s *StateStore) Get(userID string) (UserState, bool) {
-	slot := s.lookup(userID)
-	if slot == noSlot {
-		return UserState{}, false
-	}
-	return s.export(slot), true
+// Position returns the slot's clock and input position: the newest event
+// time applied and the partition and offset of the last event applied.
+func (s *Store) Position(slot int32) (newestTsMs int64, partition int32, offset int64) {
+	m := &s.meta[slot]
+	return m.newestTsMs, m.partition, m.offset
 }
 
-func (s *StateStore) export(slot int32) UserState {
+// SetPosition records that the slot's user has had events applied up to
+// offset in partition, the newest at newestTsMs.
+func (s *Store) SetPosition(slot int32, newestTsMs int64, partition int32, offset int64) {
+	m := &s.meta[slot]
+	m.newestTsMs, m.partition, m.offset = newestTsMs, partition, offset
+}
+
+// CountExpiries adds n users whose state the scorer reset because they came
+// back after idle_expiry (Expire counts the users it drops itself).
+func (s *Store) CountExpiries(n uint64) { s.expiries += n }
+
+// Get returns a copy of the user's state.
+func (s *Store) Get(userID string) (UserState, bool) {
+	slot := s.Lookup(userID)
+	if slot == NoSlot {
+		return UserState{}, false
+	}
+	return s.Export(slot), true
+}
+
+func (s *Store) Export(slot int32) UserState {
 	m := s.meta[slot]
 	u := UserState{
 		UserID:     s.ids[slot],
 		NewestTsMs: m.newestTsMs,
 		Partition:  m.partition,
 		Offset:     m.offset,
-		Bought:     s.appendBought(nil, slot),
+		Bought:     s.AppendBought(nil, slot),
 	}
 	if s.dim > 0 {
-		u.State = append([]float32(nil), s.state(slot)...)
+		u.State = append([]float32(nil), s.Vector(slot)...)
 	}
 	if s.histLen > 0 {
-		u.History = s.appendHistory([]int32{}, slot)
+		u.History = s.AppendHistory([]int32{}, slot)
 	}
 	return u
 }
@@ -318,9 +338,9 @@ func (s *StateStore) export(slot int32) UserState {
 // Each calls fn with every stored user, least recently refreshed first,
 // until fn returns false. The UserState passed is a copy. fn must not
 // modify the store.
-func (s *StateStore) Each(fn func(u UserState) bool) {
-	for slot := s.tail; slot != noSlot; slot = s.prev[slot] {
-		if !fn(s.export(slot)) {
+func (s *Store) Each(fn func(u UserState) bool) {
+	for slot := s.tail; slot != NoSlot; slot = s.prev[slot] {
+		if !fn(s.Export(slot)) {
 			return
 		}
 	}
@@ -331,50 +351,50 @@ func (s *StateStore) Each(fn func(u UserState) bool) {
 // rebuild the same recency order. It fails if len(u.State) is not Dim, or
 // if a store of states is given a History or a history store a State (the
 // newest HistoryLen items of a longer History are kept).
-func (s *StateStore) Put(u UserState) error {
+func (s *Store) Put(u UserState) error {
 	if len(u.State) != s.dim {
 		return fmt.Errorf("put state of user %q: %d values, want %d", u.UserID, len(u.State), s.dim)
 	}
 	if s.histLen == 0 && len(u.History) > 0 {
 		return fmt.Errorf("put state of user %q: %d items of history, but the store keeps states, not histories", u.UserID, len(u.History))
 	}
-	slot := s.lookup(u.UserID)
-	if slot == noSlot {
-		slot = s.insert(u.UserID)
+	slot := s.Lookup(u.UserID)
+	if slot == NoSlot {
+		slot = s.Insert(u.UserID)
 	} else {
-		s.touch(slot)
+		s.Touch(slot)
 	}
-	copy(s.state(slot), u.State)
+	copy(s.Vector(slot), u.State)
 	s.meta[slot] = userMeta{newestTsMs: u.NewestTsMs, offset: u.Offset, partition: u.Partition}
-	s.setBought(slot, u.Bought)
+	s.SetBought(slot, u.Bought)
 	if s.histLen > 0 {
-		s.setHistory(slot, u.History)
+		s.SetHistory(slot, u.History)
 	}
 	return nil
 }
 
-// gather copies the states of slots into dst, row after row.
-func (s *StateStore) gather(slots []int32, dst []float32) {
+// Gather copies the states of slots into dst, row after row.
+func (s *Store) Gather(slots []int32, dst []float32) {
 	for i, slot := range slots {
-		copy(dst[i*s.dim:(i+1)*s.dim], s.state(slot))
+		copy(dst[i*s.dim:(i+1)*s.dim], s.Vector(slot))
 	}
 }
 
-// scatter copies the rows of src back into the states of slots.
-func (s *StateStore) scatter(slots []int32, src []float32) {
+// Scatter copies the rows of src back into the states of slots.
+func (s *Store) Scatter(slots []int32, src []float32) {
 	for i, slot := range slots {
-		copy(s.state(slot), src[i*s.dim:(i+1)*s.dim])
+		copy(s.Vector(slot), src[i*s.dim:(i+1)*s.dim])
 	}
 }
 
-// reshape adapts the store to another model without losing its users, their
+// Reshape adapts the store to another model without losing its users, their
 // recency order, clocks and input positions: remap (old item index -> new,
 // 0 for an item the new model does not know; nil when the item indices are
 // unchanged) is applied to every bought list and history, dropping unknown
 // items; the bought lists are cut to maxExclude (newest kept). When the
 // state layout changes (dim, histLen), or cold is set, every user's state
 // or history restarts empty.
-func (s *StateStore) reshape(dim, histLen, maxExclude int, remap []int32, cold bool) {
+func (s *Store) Reshape(dim, histLen, maxExclude int, remap []int32, cold bool) {
 	slots := len(s.ids)
 	if remap != nil {
 		mapList := func(list []int32) int {

@@ -1,4 +1,4 @@
-package scorers
+package models
 
 import (
 	"math"
@@ -36,8 +36,8 @@ func TestDecayFactor(t *testing.T) {
 		{int64(day) / 2, float32(math.Sqrt(0.5))},
 		{200 * int64(day), 0}, // far below float32's range
 	} {
-		if got := decayFactor(tc.dtMs, day); got != tc.want {
-			t.Errorf("decayFactor(%d ms) = %g, want %g", tc.dtMs, got, tc.want)
+		if got := DecayFactor(tc.dtMs, day); got != tc.want {
+			t.Errorf("DecayFactor(%d ms) = %g, want %g", tc.dtMs, got, tc.want)
 		}
 	}
 }
