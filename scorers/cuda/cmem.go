@@ -3,8 +3,6 @@ package cuda
 import (
 	"fmt"
 	"unsafe"
-
-	"github.com/ebitengine/purego"
 )
 
 // cMemory allocates memory outside the Go heap (libc calloc/free), for what
@@ -20,7 +18,7 @@ func openCMemory() (cMemory, error) {
 	var m cMemory
 	var lastErr error
 	for _, name := range []string{"libc.so.6", "libc.so"} {
-		h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		h, err := dlopen(name)
 		if err != nil {
 			lastErr = err
 			continue

@@ -74,7 +74,7 @@ func bind(lib library, syms []symbol) error {
 func openDriver() (library, error) {
 	var first error
 	for _, name := range []string{"libcuda.so.1", "libcuda.so"} {
-		h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		h, err := dlopen(name)
 		if err == nil {
 			return library{name: "libcuda.so.1", path: name, handle: h}, nil
 		}
@@ -99,7 +99,7 @@ func openToolkitLibrary(base, dir string, companions ...string) (library, error)
 		dirs = []string{dir}
 	} else {
 		for _, name := range soNames(base) {
-			h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+			h, err := dlopen(name)
 			if err == nil {
 				return library{name: base, path: name, handle: h}, nil
 			}
@@ -111,12 +111,12 @@ func openToolkitLibrary(base, dir string, companions ...string) (library, error)
 		for _, path := range candidates(d, base) {
 			for _, c := range companions {
 				for _, cp := range candidates(d, c) {
-					if _, err := purego.Dlopen(cp, purego.RTLD_NOW|purego.RTLD_GLOBAL); err == nil {
+					if _, err := dlopen(cp); err == nil {
 						break
 					}
 				}
 			}
-			h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+			h, err := dlopen(path)
 			if err == nil {
 				return library{name: base, path: path, handle: h}, nil
 			}
@@ -208,4 +208,14 @@ func searchDirs() []string {
 		add(sp+"/nvidia/cu13/lib", sp+"/nvidia/*/lib")
 	}
 	return dirs
+}
+
+// dlopen loads a shared library with its symbols resolved now and visible to
+// the libraries loaded after it. purego reads dlerror in a call separate from
+// dlopen's; dlerror's text is per OS thread, so without the lock a goroutine
+// that moved threads in between reports the failure with an empty reason.
+func dlopen(name string) (uintptr, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 }
