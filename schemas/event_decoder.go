@@ -34,9 +34,11 @@ const (
 	SearchEventType = "search"
 )
 
-// minEventTsMs is 2000-01-01T00:00:00Z in Unix milliseconds: an earlier ts is
-// a producer bug (a zero value, seconds sent as millis), not an old event.
-const minEventTsMs = 946684800000
+// DefaultMinTsMs is the earliest ts accepted by default, 2000-01-01T00:00:00Z
+// in Unix milliseconds: on a live stream an earlier ts is a producer bug (a
+// zero value, seconds sent as millis), not an old event. Historical replays
+// lower it (min_ts).
+const DefaultMinTsMs = 946684800000
 
 // EventLimits bounds what the decoder accepts. The zero value of each field
 // means its default, so the zero EventLimits is the documented contract.
@@ -60,6 +62,10 @@ type EventLimits struct {
 	// (producer clocks run fast); beyond it ts is bad_timestamp. Zero means
 	// 24h.
 	MaxFutureSkew time.Duration `yaml:"max_future_skew"`
+	// MinTs is the earliest ts accepted; an earlier one is bad_timestamp.
+	// Zero means DefaultMinTsMs (2000-01-01). Set it lower to replay older
+	// history (MovieLens 100K is from 1997).
+	MinTs time.Time `yaml:"min_ts"`
 }
 
 // WithDefaults returns l with every zero field set to its default.
@@ -81,6 +87,9 @@ func (l EventLimits) WithDefaults() EventLimits {
 	}
 	if l.MaxFutureSkew == 0 {
 		l.MaxFutureSkew = DefaultMaxFutureSkew
+	}
+	if l.MinTs.IsZero() {
+		l.MinTs = time.UnixMilli(DefaultMinTsMs).UTC()
 	}
 	return l
 }
@@ -141,6 +150,7 @@ type EventDecoder struct {
 	types        map[string]uint8
 	searchType   int // index of SearchEventType in limits.Types, -1 when absent
 	futureSkewMs int64
+	minTsMs      int64
 	p            fastjson.Parser
 }
 
@@ -157,6 +167,7 @@ func NewEventDecoder(limits EventLimits) *EventDecoder {
 		types:        make(map[string]uint8, len(limits.Types)),
 		searchType:   -1,
 		futureSkewMs: limits.MaxFutureSkew.Milliseconds(),
+		minTsMs:      limits.MinTs.UnixMilli(),
 	}
 	for i, t := range limits.Types {
 		d.types[t] = uint8(i)
@@ -367,9 +378,9 @@ func (d *EventDecoder) decodeTs(v *fastjson.Value, logTime time.Time, ev *Event)
 		return &DecodeError{Reason: ReasonInvalidField,
 			Detail: "ts: expected a string (RFC 3339) or a number (epoch milliseconds), got " + v.Type().String()}
 	}
-	if ms < minEventTsMs {
+	if ms < d.minTsMs {
 		return &DecodeError{Reason: ReasonBadTimestamp,
-			Detail: fmt.Sprintf("ts: %d ms is before 2000-01-01T00:00:00Z", ms)}
+			Detail: fmt.Sprintf("ts: %d ms is before %s (min_ts)", ms, d.limits.MinTs.UTC().Format(time.RFC3339))}
 	}
 	if !logTime.IsZero() {
 		if limit := logTime.UnixMilli() + d.futureSkewMs; ms > limit {

@@ -69,7 +69,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		if int(ev.Type) >= len(limits.Types) {
 			t.Fatalf("type code %d out of range", ev.Type)
 		}
-		if ev.TsMs < minEventTsMs || ev.TsMs > logTime.UnixMilli()+limits.MaxFutureSkew.Milliseconds() {
+		if ev.TsMs < limits.WithDefaults().MinTs.UnixMilli() || ev.TsMs > logTime.UnixMilli()+limits.MaxFutureSkew.Milliseconds() {
 			t.Fatalf("accepted ts %d", ev.TsMs)
 		}
 		if ev.HasPrice && !(ev.Price >= 0) {

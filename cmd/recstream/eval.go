@@ -120,7 +120,7 @@ dropped from every list), unless --repeats.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(w, ds)
+			src.describe(w, ds)
 			split := ds.SplitIndex(trainFraction)
 			if split == 0 || split == len(ds.Events) {
 				return fmt.Errorf("evaluate: %d events cannot be split at %g", len(ds.Events), trainFraction)

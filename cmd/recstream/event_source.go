@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/recstream/recstream/cmd/recstream/internal/config"
 	"github.com/recstream/recstream/cmd/recstream/internal/evaluation"
 	"github.com/recstream/recstream/cmd/recstream/internal/kafkaauth"
+	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers/training"
 )
 
@@ -32,6 +34,7 @@ type sourceFlags struct {
 	fromTime   string
 	toTime     string
 	configPath string
+	minTs      string
 }
 
 func (s *sourceFlags) register(cmd *cobra.Command) {
@@ -48,16 +51,21 @@ func (s *sourceFlags) register(cmd *cobra.Command) {
 	f.Int64Var(&s.toOffset, "to-offset", -1, "offset after the last read on each partition (-1: the end)")
 	f.StringVar(&s.fromTime, "from-time", "", "read records logged at or after this time (RFC 3339 or Unix ms)")
 	f.StringVar(&s.toTime, "to-time", "", "read records logged before this time (RFC 3339 or Unix ms)")
+	f.StringVar(&s.minTs, "min-ts", "", "event contract (jsonl, Kafka): accept events from this time on (RFC 3339 or Unix ms; default 2000-01-01, for older history such as MovieLens 100K's 1997)")
 	f.StringVar(&s.configPath, "config", "", "take Kafka brokers, TLS and SASL from this configuration file (with --brokers unset)")
 }
 
 // load reads the events the flags name.
 func (s *sourceFlags) load(ctx context.Context, log *zap.Logger) (*evaluation.Dataset, error) {
+	minTs, err := parseTimeFlag("min-ts", s.minTs)
+	if err != nil {
+		return nil, usageError{err}
+	}
 	switch {
 	case s.input != "" && s.brokers != "":
 		return nil, usageError{fmt.Errorf("--input and --brokers: name one source, not both")}
 	case s.input != "":
-		opts := evaluation.LoadOptions{Format: evaluation.Format(s.format), MinRating: s.minRating}
+		opts := evaluation.LoadOptions{Format: evaluation.Format(s.format), MinRating: s.minRating, MinTs: minTs}
 		if opts.Format == evaluation.FormatCSV {
 			m, err := evaluation.ParseCSVMapping(s.mapping, s.tsUnit)
 			if err != nil {
@@ -73,7 +81,7 @@ func (s *sourceFlags) load(ctx context.Context, log *zap.Logger) (*evaluation.Da
 		}
 		return ds, nil
 	case s.brokers != "" || s.configPath != "":
-		r := evaluation.KafkaRange{Topic: s.topic, FromOffset: s.fromOffset, ToOffset: s.toOffset}
+		r := evaluation.KafkaRange{Topic: s.topic, FromOffset: s.fromOffset, ToOffset: s.toOffset, MinTs: minTs}
 		if s.configPath != "" {
 			kc, err := config.LoadKafka(s.configPath, os.Environ())
 			if err != nil {
@@ -88,7 +96,6 @@ func (s *sourceFlags) load(ctx context.Context, log *zap.Logger) (*evaluation.Da
 		if s.brokers != "" {
 			r.Brokers = strings.Split(s.brokers, ",")
 		}
-		var err error
 		if r.FromTime, err = parseTimeFlag("from-time", s.fromTime); err != nil {
 			return nil, usageError{err}
 		}
@@ -105,6 +112,15 @@ func (s *sourceFlags) load(ctx context.Context, log *zap.Logger) (*evaluation.Da
 		return ds, nil
 	}
 	return nil, usageError{fmt.Errorf("--input or --brokers is required")}
+}
+
+// describe prints ds in one line, and a hint when events were skipped for
+// a ts before the default lower bound.
+func (s *sourceFlags) describe(w io.Writer, ds *evaluation.Dataset) {
+	fmt.Fprintln(w, ds)
+	if n := ds.SkippedBy[schemas.ReasonBadTimestamp]; n > 0 && s.minTs == "" {
+		fmt.Fprintf(w, "hint: %d events had a ts out of range; history from before 2000-01-01 needs --min-ts (e.g. --min-ts 1990-01-01T00:00:00Z)\n", n)
+	}
 }
 
 // parseTimeFlag parses RFC 3339 or Unix ms; "" is the zero time.

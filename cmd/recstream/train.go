@@ -72,7 +72,7 @@ all the events. The same input and --seed give the same model, bit for bit.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(w, ds)
+			src.describe(w, ds)
 			return trainWithHoldout(ctx, ds, tcfg, ev, holdout, refit, out, log, w)
 		},
 	}

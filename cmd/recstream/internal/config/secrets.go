@@ -5,6 +5,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"time"
 )
 
 // Secrets are the configuration fields tagged `secret:"true"` (passwords,
@@ -104,7 +105,8 @@ func walkStructs(v reflect.Value, path string, fn func(path string, parent refle
 		}
 		fpath := yamlPath(path, f)
 		fv := v.Field(i)
-		if fv.Kind() == reflect.Struct {
+		// A time.Time is a value, not a section.
+		if fv.Kind() == reflect.Struct && fv.Type() != reflect.TypeFor[time.Time]() {
 			if err := walkStructs(fv, fpath, fn); err != nil {
 				return err
 			}

@@ -115,14 +115,14 @@ func loadMappedCSV(ctx context.Context, r io.Reader, ds *Dataset, m CSVMapping) 
 		}
 		var perr *csv.ParseError
 		if errors.As(err, &perr) {
-			ds.Skipped++
+			ds.skip("bad_csv_record")
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("read record %d: %w", n, err)
 		}
 		if idx[0] >= len(rec) || idx[1] >= len(rec) || idx[2] >= len(rec) || idx[3] >= len(rec) {
-			ds.Skipped++
+			ds.skip("short_record")
 			continue
 		}
 		ts, err := parseTs(rec[idx[2]], unit)
@@ -131,8 +131,8 @@ func loadMappedCSV(ctx context.Context, r io.Reader, ds *Dataset, m CSVMapping) 
 			typ, ok = typeCode(ds, rec[idx[3]])
 		}
 		user, item := strings.TrimSpace(rec[idx[0]]), strings.TrimSpace(rec[idx[1]])
-		if err != nil || !ok || user == "" || (item == "" && ds.Types[typ] != "search") {
-			ds.Skipped++
+		if reason := rejectReason(err, ok, user != "" && (item != "" || ds.Types[typ] == "search")); reason != "" {
+			ds.skip(reason)
 			continue
 		}
 		ds.add(user, item, typ, ts)

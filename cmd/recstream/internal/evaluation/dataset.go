@@ -3,6 +3,7 @@ package evaluation
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/recstream/recstream/schemas"
@@ -36,9 +37,12 @@ type Dataset struct {
 	// order.
 	Events []Event
 	// Skipped counts input records that could not be read (bad lines,
-	// unknown types, missing fields); Source says where the data came from.
-	Skipped int
-	Source  string
+	// unknown types, missing fields, timestamps out of range); SkippedBy
+	// splits it by reason (the decoder's reason codes for the event
+	// contract). Source says where the data came from.
+	Skipped   int
+	SkippedBy map[string]int
+	Source    string
 
 	userIndex, itemIndex map[string]int32
 }
@@ -48,6 +52,7 @@ func newDataset(source string) *Dataset {
 	return &Dataset{
 		Types:     schemas.DefaultEventTypes(),
 		Source:    source,
+		SkippedBy: map[string]int{},
 		userIndex: map[string]int32{},
 		itemIndex: map[string]int32{},
 	}
@@ -71,6 +76,27 @@ func (d *Dataset) add(user, item string, typ uint8, tsMs int64) {
 		}
 	}
 	d.Events = append(d.Events, Event{User: u, Item: it, Type: typ, TsMs: tsMs})
+}
+
+// skip counts a record that could not be read, and why.
+func (d *Dataset) skip(reason string) {
+	d.Skipped++
+	d.SkippedBy[reason]++
+}
+
+// rejectReason is why a parsed CSV row is unusable ("" when it is usable):
+// its timestamp did not parse, its type is not one of the dataset's, or an
+// id it needs is empty.
+func rejectReason(tsErr error, typeKnown, idsPresent bool) string {
+	switch {
+	case tsErr != nil:
+		return "bad_timestamp"
+	case !typeKnown:
+		return "unknown_type"
+	case !idsPresent:
+		return "missing_field"
+	}
+	return ""
 }
 
 // finish sorts the events by time, keeping input order among equal times.
@@ -127,6 +153,15 @@ func (d *Dataset) Span(from, to int) (fromMs, toMs int64) {
 // String describes the dataset in one line.
 func (d *Dataset) String() string {
 	from, to := d.Span(0, len(d.Events))
-	return fmt.Sprintf("%s: %d events, %d users, %d items, %s to %s (%d records skipped)",
+	s := fmt.Sprintf("%s: %d events, %d users, %d items, %s to %s (%d records skipped",
 		d.Source, len(d.Events), len(d.Users), len(d.Items), formatMs(from), formatMs(to), d.Skipped)
+	reasons := slices.Sorted(maps.Keys(d.SkippedBy))
+	for i, r := range reasons {
+		sep := ", "
+		if i == 0 {
+			sep = ": "
+		}
+		s += fmt.Sprintf("%s%d %s", sep, d.SkippedBy[r], r)
+	}
+	return s + ")"
 }

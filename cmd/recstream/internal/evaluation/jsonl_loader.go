@@ -11,8 +11,8 @@ import (
 // loadJSONL reads the event contract, one JSON object per line, with the
 // pipeline's own decoder, so that a file is read exactly as the topic would
 // be. Lines the decoder rejects are skipped and counted.
-func loadJSONL(ctx context.Context, r io.Reader, ds *Dataset) error {
-	dec := schemas.NewEventDecoder(schemas.EventLimits{Types: ds.Types}.WithDefaults())
+func loadJSONL(ctx context.Context, r io.Reader, ds *Dataset, minTs time.Time) error {
+	dec := schemas.NewEventDecoder(schemas.EventLimits{Types: ds.Types, MinTs: minTs}.WithDefaults())
 	// A history's events may lie far in the past; only the decoder's
 	// future-skew check reads this time.
 	now := time.Now()
@@ -22,7 +22,7 @@ func loadJSONL(ctx context.Context, r io.Reader, ds *Dataset) error {
 			return
 		}
 		if derr := dec.Decode(nil, line, now, &ev); derr != nil {
-			ds.Skipped++
+			ds.skip(derr.Reason)
 			return
 		}
 		ds.add(string(ev.UserID), string(ev.ItemID), ev.Type, ev.TsMs)

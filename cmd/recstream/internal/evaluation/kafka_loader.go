@@ -37,6 +37,9 @@ type KafkaRange struct {
 	// transaction markers or compacted-away records never does).
 	// Default 5s.
 	IdleTimeout time.Duration
+	// MinTs is the earliest event time the decoder accepts; zero means its
+	// default, 2000-01-01.
+	MinTs time.Time
 	// ClientOptions are added to every Kafka client the loader makes: TLS
 	// and SASL for a secured cluster (kafkaauth.Auth.KgoOptions).
 	ClientOptions []kgo.Opt
@@ -100,7 +103,7 @@ func LoadKafka(ctx context.Context, r KafkaRange, log *zap.Logger) (*Dataset, er
 	}
 	defer cl.Close()
 
-	dec := schemas.NewEventDecoder(schemas.EventLimits{Types: ds.Types}.WithDefaults())
+	dec := schemas.NewEventDecoder(schemas.EventLimits{Types: ds.Types, MinTs: r.MinTs}.WithDefaults())
 	var ev schemas.Event
 	for len(pending) > 0 {
 		pollCtx, cancel := context.WithTimeout(ctx, r.IdleTimeout)
@@ -135,7 +138,7 @@ func LoadKafka(ctx context.Context, r KafkaRange, log *zap.Logger) (*Dataset, er
 				delete(pending, rec.Partition)
 			}
 			if derr := dec.Decode(rec.Key, rec.Value, rec.Timestamp, &ev); derr != nil {
-				ds.Skipped++
+				ds.skip(derr.Reason)
 				return
 			}
 			ds.add(string(ev.UserID), string(ev.ItemID), ev.Type, ev.TsMs)

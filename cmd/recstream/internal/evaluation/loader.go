@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Format names an event file format the loaders read.
@@ -53,6 +54,9 @@ type LoadOptions struct {
 	// rating is an interaction whatever its value). Every kept rating is a
 	// "view" event.
 	MinRating float64
+	// MinTs is the earliest event time the event contract's decoder
+	// accepts (JSONL); zero means its default, 2000-01-01.
+	MinTs time.Time
 }
 
 // DetectFormat picks a format from a file name: *.jsonl, *.json and
@@ -104,7 +108,7 @@ func Load(ctx context.Context, r io.Reader, source string, opts LoadOptions) (*D
 	var err error
 	switch opts.Format {
 	case FormatJSONL:
-		err = loadJSONL(ctx, r, ds)
+		err = loadJSONL(ctx, r, ds, opts.MinTs)
 	case FormatMovieLens:
 		err = loadMovieLensData(ctx, r, ds, opts.MinRating)
 	case FormatMovieLensCSV:

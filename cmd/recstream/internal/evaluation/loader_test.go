@@ -2,12 +2,14 @@ package evaluation
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // flatten returns a dataset flattened for comparison: "user item type ts" per
@@ -30,7 +32,7 @@ func TestLoaders(t *testing.T) {
 		opts    LoadOptions
 		input   string
 		want    []string
-		skipped int
+		skipped map[string]int // by reason
 	}{
 		{
 			name: "event contract JSON lines, out of order, with a bad line and a search",
@@ -47,7 +49,23 @@ not json
 				"u1 i1 view 1767225602000",
 				"u1 - search 1767225603000",
 			},
-			skipped: 2,
+			skipped: map[string]int{"malformed_json": 1, "unknown_type": 1},
+		},
+		{
+			name: "event contract from before 2000 is skipped as bad_timestamp by default",
+			opts: LoadOptions{Format: FormatJSONL},
+			input: `{"event_id":"e1","user_id":"u1","item_id":"i1","type":"view","ts":"1997-09-20T03:05:10Z"}
+{"event_id":"e2","user_id":"u1","item_id":"i2","type":"view","ts":"2001-01-01T00:00:00Z"}
+`,
+			want:    []string{"u1 i2 view 978307200000"},
+			skipped: map[string]int{"bad_timestamp": 1},
+		},
+		{
+			name: "event contract from before 2000 is read with a lower min_ts",
+			opts: LoadOptions{Format: FormatJSONL, MinTs: time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)},
+			input: `{"event_id":"e1","user_id":"u1","item_id":"i1","type":"view","ts":"1997-09-20T03:05:10Z"}
+`,
+			want: []string{"u1 i1 view 874724710000"},
 		},
 		{
 			name: "MovieLens u.data: tab-separated, seconds, min rating 3",
@@ -59,7 +77,7 @@ not json
 				"196 242 view 881250949000",
 				"166 346 view 886397596000",
 			},
-			skipped: 1,
+			skipped: map[string]int{"bad_timestamp": 1},
 		},
 		{
 			name:  "MovieLens ratings.csv with columns reordered and CRLF",
@@ -70,7 +88,7 @@ not json
 				"2 6 view 964982224000",
 				"1 1 view 964982703000",
 			},
-			skipped: 1,
+			skipped: map[string]int{"short_record": 1},
 		},
 		{
 			name: "RetailRocket events.csv",
@@ -87,7 +105,7 @@ not json
 				"483717 253185 purchase 1433222276276",
 				"992329 248676 view 1433224214164",
 			},
-			skipped: 1,
+			skipped: map[string]int{"unknown_type": 1},
 		},
 		{
 			name: "generic CSV by header name, seconds, quoted fields",
@@ -100,7 +118,7 @@ not json
 				"c2 B view 1700000000000",
 				"c, 1 A add_to_cart 1700000001500",
 			},
-			skipped: 1,
+			skipped: map[string]int{"unknown_type": 1},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,8 +129,12 @@ not json
 			if got := flatten(ds); !slices.Equal(got, tc.want) {
 				t.Errorf("events:\n got %q\nwant %q", got, tc.want)
 			}
-			if ds.Skipped != tc.skipped {
-				t.Errorf("skipped %d, want %d", ds.Skipped, tc.skipped)
+			total := 0
+			for _, n := range tc.skipped {
+				total += n
+			}
+			if ds.Skipped != total || !maps.Equal(ds.SkippedBy, tc.skipped) {
+				t.Errorf("skipped %d %v, want %d %v", ds.Skipped, ds.SkippedBy, total, tc.skipped)
 			}
 		})
 	}

@@ -20,7 +20,7 @@ func loadMovieLensData(ctx context.Context, r io.Reader, ds *Dataset, minRating 
 			return
 		}
 		if len(f) != 4 {
-			ds.Skipped++
+			ds.skip("short_record")
 			return
 		}
 		addRating(ds, string(f[0]), string(f[1]), string(f[2]), string(f[3]), minRating, view)
@@ -56,7 +56,7 @@ func eachHeaderedCSVRow(ctx context.Context, r io.Reader, ds *Dataset, names [4]
 			return
 		}
 		if len(fields) < 4 {
-			ds.Skipped++
+			ds.skip("short_record")
 			return
 		}
 		fn(fields, cols)
@@ -72,8 +72,15 @@ func eachHeaderedCSVRow(ctx context.Context, r io.Reader, ds *Dataset, names [4]
 func addRating(ds *Dataset, user, item, rating, secs string, minRating float64, view uint8) {
 	r, err1 := strconv.ParseFloat(rating, 64)
 	ts, err2 := parseTs(secs, "s")
-	if err1 != nil || err2 != nil || user == "" || item == "" {
-		ds.Skipped++
+	switch {
+	case err1 != nil:
+		ds.skip("bad_rating")
+		return
+	case err2 != nil:
+		ds.skip("bad_timestamp")
+		return
+	case user == "" || item == "":
+		ds.skip("missing_field")
 		return
 	}
 	if r < minRating {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"time"
 )
@@ -49,6 +50,9 @@ type HarnessConfig struct {
 	// Progress, when not nil, is called now and then with the events
 	// applied and the total.
 	Progress func(done, total int)
+	// Resamples is the number of bootstrap resamples of the scored events
+	// behind each metric's confidence interval. Default 1000.
+	Resamples int
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -58,14 +62,15 @@ func (c HarnessConfig) WithDefaults() HarnessConfig {
 	c.SeenDepth = cmp.Or(c.SeenDepth, 512)
 	c.WarmupBatch = cmp.Or(c.WarmupBatch, 4096)
 	c.Buckets = cmp.Or(c.Buckets, 20)
+	c.Resamples = cmp.Or(c.Resamples, 1000)
 	return c
 }
 
 // Validate checks c (after WithDefaults).
 func (c HarnessConfig) Validate() error {
 	switch {
-	case c.K <= 0:
-		return fmt.Errorf("k: must be > 0, got %d", c.K)
+	case c.K <= 0 || c.K > math.MaxUint16:
+		return fmt.Errorf("k: must be in [1, %d], got %d", math.MaxUint16, c.K)
 	case c.EvalStart < 0:
 		return fmt.Errorf("eval_start: must be >= 0, got %d", c.EvalStart)
 	case c.SeenDepth < 0:
@@ -76,6 +81,8 @@ func (c HarnessConfig) Validate() error {
 		return fmt.Errorf("warmup_batch: must be > 0, got %d", c.WarmupBatch)
 	case c.Buckets <= 0:
 		return fmt.Errorf("buckets: must be > 0, got %d", c.Buckets)
+	case c.Resamples <= 0:
+		return fmt.Errorf("resamples: must be > 0, got %d", c.Resamples)
 	}
 	return nil
 }
@@ -107,6 +114,12 @@ type Metrics struct {
 	MRR float64 `json:"mrr"`
 }
 
+// Interval is a 95 % bootstrap confidence interval.
+type Interval struct {
+	Low  float64 `json:"low"`
+	High float64 `json:"high"`
+}
+
 // Bucket holds the metrics of one time span of the scored part.
 type Bucket struct {
 	FromMs int64 `json:"from_ms"`
@@ -118,6 +131,11 @@ type Bucket struct {
 type Result struct {
 	Name string `json:"name"`
 	Metrics
+	// HRInterval and NDCGInterval are 95 % bootstrap intervals of HR and
+	// NDCG over the scored events. The resamples are the same for every
+	// recommender of a report, so two recommenders' intervals compare.
+	HRInterval   Interval `json:"hr_ci95"`
+	NDCGInterval Interval `json:"ndcg_ci95"`
 	// Series splits the metrics over time (HarnessConfig.Buckets spans).
 	Series []Bucket `json:"series"`
 }
@@ -138,12 +156,13 @@ type Report struct {
 	// Scored counts the events scored; the others of the scored part were
 	// skipped: no item (a search), a user with no earlier event (no
 	// recommender personalises from nothing), or a repeat: of the user's
-	// previous item (see HarnessConfig.Repeats), or with ExcludeSeen of any
-	// item the user had before.
+	// previous item (see HarnessConfig.Repeats), or with ExcludeSeen a seen
+	// item: one the user had an event on before, but not just before.
 	Scored          int `json:"scored"`
 	SkippedNoItem   int `json:"skipped_no_item"`
 	SkippedColdUser int `json:"skipped_cold_user"`
 	SkippedRepeat   int `json:"skipped_repeat"`
+	SkippedSeen     int `json:"skipped_seen"`
 	// Results holds one entry per recommender, in the order given.
 	Results []Result `json:"results"`
 	// Seconds is how long the replay took.
@@ -155,6 +174,9 @@ type accumulator struct {
 	hits      int
 	ndcg, mrr float64
 	buckets   []accBucket
+	// ranks holds each scored event's rank of its item, 0 for a miss, for
+	// the bootstrap.
+	ranks []uint16
 }
 
 type accBucket struct {
@@ -258,7 +280,7 @@ func Evaluate(ctx context.Context, ds *Dataset, recs []Recommender, cfg HarnessC
 				rep.SkippedRepeat++
 				continue
 			case cfg.ExcludeSeen && isSeen(seen, pair(e.User, e.Item)):
-				rep.SkippedRepeat++
+				rep.SkippedSeen++
 				continue
 			}
 			rep.Scored++
@@ -284,7 +306,9 @@ func Evaluate(ctx context.Context, ds *Dataset, recs []Recommender, cfg HarnessC
 				a := &accs[r]
 				bk := &a.buckets[b]
 				bk.scored++
-				if k := slices.Index(list, e.Item); k >= 0 {
+				k := slices.Index(list, e.Item)
+				a.ranks = append(a.ranks, uint16(k+1))
+				if k >= 0 {
 					rank := float64(k + 1)
 					g, rr := 1/math.Log2(rank+1), 1/rank
 					a.hits++
@@ -303,9 +327,11 @@ func Evaluate(ctx context.Context, ds *Dataset, recs []Recommender, cfg HarnessC
 		report(i)
 	}
 
+	intervals := bootstrap(accs, cfg.Resamples)
 	for r, rec := range recs {
 		a := &accs[r]
-		res := Result{Name: rec.Name(), Metrics: metrics(rep.Scored, a.hits, a.ndcg, a.mrr)}
+		res := Result{Name: rec.Name(), Metrics: metrics(rep.Scored, a.hits, a.ndcg, a.mrr),
+			HRInterval: intervals[r][0], NDCGInterval: intervals[r][1]}
 		for b, bk := range a.buckets {
 			res.Series = append(res.Series, Bucket{
 				FromMs:  rep.EvalFromMs + span*int64(b)/int64(cfg.Buckets),
@@ -332,4 +358,54 @@ func metrics(scored, hits int, ndcg, mrr float64) Metrics {
 		m.MRR = mrr / float64(scored)
 	}
 	return m
+}
+
+// bootstrap returns, per accumulator, 95 % percentile intervals of HR and
+// NDCG from resamples of the scored events drawn with replacement. The
+// draws are seeded and shared by every accumulator (a paired bootstrap), so
+// a report is reproducible and its intervals comparable.
+func bootstrap(accs []accumulator, resamples int) [][2]Interval {
+	out := make([][2]Interval, len(accs))
+	if len(accs) == 0 || len(accs[0].ranks) == 0 {
+		return out
+	}
+	n := len(accs[0].ranks)
+	// gain[k] is NDCG's gain at rank k (0: a miss).
+	gain := make([]float64, 1<<16)
+	for k := 1; k < len(gain); k++ {
+		gain[k] = 1 / math.Log2(float64(k)+1)
+	}
+	hr := make([][]float64, len(accs))
+	ndcg := make([][]float64, len(accs))
+	hits := make([]int, len(accs))
+	sums := make([]float64, len(accs))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for b := 0; b < resamples; b++ {
+		clear(hits)
+		clear(sums)
+		for j := 0; j < n; j++ {
+			i := rng.IntN(n)
+			for r := range accs {
+				if k := accs[r].ranks[i]; k > 0 {
+					hits[r]++
+					sums[r] += gain[k]
+				}
+			}
+		}
+		for r := range accs {
+			hr[r] = append(hr[r], float64(hits[r])/float64(n))
+			ndcg[r] = append(ndcg[r], sums[r]/float64(n))
+		}
+	}
+	for r := range accs {
+		out[r] = [2]Interval{percentiles(hr[r]), percentiles(ndcg[r])}
+	}
+	return out
+}
+
+// percentiles returns the 2.5th and 97.5th percentiles of v (sorted here).
+func percentiles(v []float64) Interval {
+	slices.Sort(v)
+	at := func(q float64) float64 { return v[min(len(v)-1, int(q*float64(len(v))))] }
+	return Interval{Low: at(0.025), High: at(0.975)}
 }

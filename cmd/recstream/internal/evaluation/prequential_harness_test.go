@@ -131,14 +131,16 @@ func TestEvaluateExcludeSeen(t *testing.T) {
 		Event{User: 0, Item: 2, TsMs: 2}, // list 1,2,3 minus seen {1} -> 2 at rank 1
 		Event{User: 0, Item: 1, TsMs: 3}, // seen: skipped
 		Event{User: 0, Item: 3, TsMs: 4}, // list minus {1,2} -> 3 at rank 1
+		Event{User: 0, Item: 3, TsMs: 5}, // the previous item again: a repeat
 	)
 	fixed := &fixedRecommender{name: "fixed", list: []int32{1, 2, 3}}
 	rep, err := Evaluate(context.Background(), ds, []Recommender{fixed}, HarnessConfig{K: 1, ExcludeSeen: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := rep.Result("fixed"); rep.Scored != 2 || rep.SkippedRepeat != 1 || r.Hits != 2 {
-		t.Fatalf("scored %d, skipped %d, hits %d; want 2, 1, 2", rep.Scored, rep.SkippedRepeat, r.Hits)
+	if r := rep.Result("fixed"); rep.Scored != 2 || rep.SkippedSeen != 1 || rep.SkippedRepeat != 1 || r.Hits != 2 {
+		t.Fatalf("scored %d, skipped %d seen and %d repeats, hits %d; want 2, 1, 1, 2",
+			rep.Scored, rep.SkippedSeen, rep.SkippedRepeat, r.Hits)
 	}
 	if d := (HarnessConfig{K: 10, ExcludeSeen: true}).WithDefaults().Depth(); d != 10+1+512 {
 		t.Errorf("depth %d", d)
@@ -155,7 +157,7 @@ func TestEvaluateErrors(t *testing.T) {
 	if _, err := Evaluate(ctx, ds, nil, HarnessConfig{}); err == nil {
 		t.Error("no recommenders: no error")
 	}
-	if _, err := Evaluate(ctx, ds, []Recommender{&fixedRecommender{}}, HarnessConfig{K: -1}); err == nil || !strings.Contains(err.Error(), "k: must be > 0") {
+	if _, err := Evaluate(ctx, ds, []Recommender{&fixedRecommender{}}, HarnessConfig{K: -1}); err == nil || !strings.Contains(err.Error(), "k: must be in [1, 65535]") {
 		t.Errorf("bad k: %v", err)
 	}
 	if _, err := Evaluate(ctx, ds, []Recommender{&failingRecommender{fixedRecommender{name: "bad"}}}, HarnessConfig{}); err == nil || !strings.Contains(err.Error(), "update bad: boom") {
@@ -173,5 +175,44 @@ func TestEvaluateErrors(t *testing.T) {
 	}
 	if !slices.Equal(calls[len(calls)-2:], []int{2, 2}) {
 		t.Errorf("progress %v does not end at 2 of 2", calls)
+	}
+}
+
+// TestEvaluateIntervals: the bootstrap intervals hold the point estimate,
+// collapse for a recommender that always or never hits, and narrow as the
+// scored events grow.
+func TestEvaluateIntervals(t *testing.T) {
+	width := map[int]float64{}
+	for _, n := range []int{200, 5000} {
+		var evs []Event
+		for i := range n {
+			// Each user's second event is on item 1 for every third user.
+			u := int32(i)
+			item := int32(2 + i%5)
+			if i%3 == 0 {
+				item = 1
+			}
+			evs = append(evs, Event{User: u, Item: 0, TsMs: int64(2 * i)}, Event{User: u, Item: item, TsMs: int64(2*i + 1)})
+		}
+		ds := datasetOf(evs...)
+		recs := []Recommender{
+			&fixedRecommender{name: "one", list: []int32{1}},
+			&fixedRecommender{name: "none", list: []int32{99}},
+		}
+		rep, err := Evaluate(context.Background(), ds, recs, HarnessConfig{K: 1, Resamples: 400})
+		if err != nil {
+			t.Fatal(err)
+		}
+		one := rep.Result("one")
+		if one.HRInterval.Low > one.HR || one.HRInterval.High < one.HR || one.HRInterval.Low == one.HRInterval.High {
+			t.Fatalf("n=%d: HR %.4f outside or at a point interval %+v", n, one.HR, one.HRInterval)
+		}
+		if none := rep.Result("none"); none.HRInterval != (Interval{}) {
+			t.Fatalf("n=%d: a recommender that never hits has interval %+v", n, none.HRInterval)
+		}
+		width[n] = one.HRInterval.High - one.HRInterval.Low
+	}
+	if width[5000] >= width[200]/3 {
+		t.Errorf("interval width %.4f at 5000 events, %.4f at 200: want it ~sqrt(25)=5 times narrower", width[5000], width[200])
 	}
 }

@@ -13,13 +13,18 @@ import (
 // line per recommender with HR, NDCG and MRR at K and the hits.
 func WriteTable(w io.Writer, rep *Report) error {
 	fmt.Fprintf(w, "%s\n", rep.Dataset)
-	fmt.Fprintf(w, "scored %d events of %d (%s to %s) after a warm-up of %d; skipped %d without item, %d of cold users, %d repeats of the previous item\n",
+	fmt.Fprintf(w, "scored %d events of %d (%s to %s) after a warm-up of %d; skipped %d without item, %d of cold users, %d repeats of the previous item",
 		rep.Scored, rep.Events-rep.WarmupEvents, formatMs(rep.EvalFromMs), formatMs(rep.EvalToMs), rep.WarmupEvents,
 		rep.SkippedNoItem, rep.SkippedColdUser, rep.SkippedRepeat)
+	if rep.SkippedSeen > 0 {
+		fmt.Fprintf(w, ", %d of items seen before", rep.SkippedSeen)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "recommender\tHR@%d\tNDCG@%d\tMRR@%d\thits\t\n", rep.K, rep.K, rep.K)
+	fmt.Fprintf(tw, "recommender\tHR@%d\t(95%% CI)\tNDCG@%d\t(95%% CI)\tMRR@%d\thits\t\n", rep.K, rep.K, rep.K)
 	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%.4f\t%d\t\n", r.Name, r.HR, r.NDCG, r.MRR, r.Hits)
+		fmt.Fprintf(tw, "%s\t%.4f\t%.4f-%.4f\t%.4f\t%.4f-%.4f\t%.4f\t%d\t\n", r.Name, r.HR, r.HRInterval.Low, r.HRInterval.High,
+			r.NDCG, r.NDCGInterval.Low, r.NDCGInterval.High, r.MRR, r.Hits)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)

@@ -14,8 +14,8 @@ func loadRetailRocket(ctx context.Context, r io.Reader, ds *Dataset) error {
 		ts, err := parseTs(fields[cols[0]], "ms")
 		typ, ok := typeCode(ds, fields[cols[2]])
 		user, item := fields[cols[1]], fields[cols[3]]
-		if err != nil || !ok || user == "" || item == "" {
-			ds.Skipped++
+		if reason := rejectReason(err, ok, user != "" && item != ""); reason != "" {
+			ds.skip(reason)
 			return
 		}
 		ds.add(user, item, typ, ts)
