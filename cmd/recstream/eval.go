@@ -206,10 +206,23 @@ func runEvaluation(ctx context.Context, ds *evaluation.Dataset, split int, model
 	}
 	hcfg := evaluation.HarnessConfig{K: o.k, EvalStart: split, Repeats: o.repeats, ExcludeSeen: o.excludeSeen}.WithDefaults()
 	depth := hcfg.Depth()
+	pipeline, err := evaluation.NewRetrieval(ds, evaluation.RetrievalConfig{ExcludeSeen: o.excludeSeen})
+	if err != nil {
+		return nil, err
+	}
+	recs = append(recs, pipeline)
+	for _, source := range []string{"covisit", "transition", "trending", "popular"} {
+		alone, err := pipeline.Alone(source)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, alone)
+	}
 	recs = append(recs,
 		evaluation.NewPopularity(len(ds.Items), depth),
 		evaluation.NewRecentPopularity(len(ds.Items), depth, o.recentWindow),
 		evaluation.NewCooccurrence(len(ds.Items), len(ds.Users), evaluation.CooccurrenceConfig{Depth: depth}),
+		evaluation.NewSessionKNN(len(ds.Items), len(ds.Users), evaluation.SessionKNNConfig{Depth: depth}),
 	)
 	bar := newProgress("evaluate", len(ds.Events))
 	hcfg.Progress = bar.Set

@@ -136,6 +136,13 @@ type Result struct {
 	// recommender of a report, so two recommenders' intervals compare.
 	HRInterval   Interval `json:"hr_ci95"`
 	NDCGInterval Interval `json:"ndcg_ci95"`
+	// CandidateRecall is, for a two-stage recommender, the share of scored
+	// events whose item was among its candidates (HR's ceiling); -1 for a
+	// recommender without candidates.
+	CandidateRecall float64 `json:"candidate_recall"`
+	// Coverage is the share of the catalogue that appeared in at least one
+	// top-K list.
+	Coverage float64 `json:"coverage"`
 	// Series splits the metrics over time (HarnessConfig.Buckets spans).
 	Series []Bucket `json:"series"`
 }
@@ -175,8 +182,9 @@ type accumulator struct {
 	ndcg, mrr float64
 	buckets   []accBucket
 	// ranks holds each scored event's rank of its item, 0 for a miss, for
-	// the bootstrap.
+	// the bootstrap; shown the items that were in a top K.
 	ranks []uint16
+	shown map[int32]struct{}
 }
 
 type accBucket struct {
@@ -207,6 +215,7 @@ func Evaluate(ctx context.Context, ds *Dataset, recs []Recommender, cfg HarnessC
 	accs := make([]accumulator, len(recs))
 	for i := range accs {
 		accs[i].buckets = make([]accBucket, cfg.Buckets)
+		accs[i].shown = map[int32]struct{}{}
 	}
 	const noEvent = -2 // lastItem of a user not seen yet
 	lastItem := make([]int32, len(ds.Users))
@@ -304,6 +313,9 @@ func Evaluate(ctx context.Context, ds *Dataset, recs []Recommender, cfg HarnessC
 				}
 				list = list[:min(cfg.K, len(list))]
 				a := &accs[r]
+				for _, it := range list {
+					a.shown[it] = struct{}{}
+				}
 				bk := &a.buckets[b]
 				bk.scored++
 				k := slices.Index(list, e.Item)
@@ -331,7 +343,13 @@ func Evaluate(ctx context.Context, ds *Dataset, recs []Recommender, cfg HarnessC
 	for r, rec := range recs {
 		a := &accs[r]
 		res := Result{Name: rec.Name(), Metrics: metrics(rep.Scored, a.hits, a.ndcg, a.mrr),
-			HRInterval: intervals[r][0], NDCGInterval: intervals[r][1]}
+			HRInterval: intervals[r][0], NDCGInterval: intervals[r][1], CandidateRecall: -1}
+		if cr, ok := rec.(CandidateRecaller); ok {
+			res.CandidateRecall, _ = cr.CandidateRecall()
+		}
+		if len(ds.Items) > 0 {
+			res.Coverage = float64(len(a.shown)) / float64(len(ds.Items))
+		}
 		for b, bk := range a.buckets {
 			res.Series = append(res.Series, Bucket{
 				FromMs:  rep.EvalFromMs + span*int64(b)/int64(cfg.Buckets),

@@ -20,6 +20,12 @@ type Recommender interface {
 	Update(ctx context.Context, events []Event) error
 }
 
+// CandidateRecaller is a two-stage recommender that can say how often the
+// item of a scored event was among its candidates before ranking.
+type CandidateRecaller interface {
+	CandidateRecall() (recall float64, calls int)
+}
+
 // scored is an item and its score, for top-k selection.
 type scored struct {
 	item  int32

@@ -21,10 +21,14 @@ func WriteTable(w io.Writer, rep *Report) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "recommender\tHR@%d\t(95%% CI)\tNDCG@%d\t(95%% CI)\tMRR@%d\thits\t\n", rep.K, rep.K, rep.K)
+	fmt.Fprintf(tw, "recommender\tHR@%d\t(95%% CI)\tNDCG@%d\t(95%% CI)\tMRR@%d\tcoverage\tcand. recall\thits\t\n", rep.K, rep.K, rep.K)
 	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%.4f\t%.4f-%.4f\t%.4f\t%.4f-%.4f\t%.4f\t%d\t\n", r.Name, r.HR, r.HRInterval.Low, r.HRInterval.High,
-			r.NDCG, r.NDCGInterval.Low, r.NDCGInterval.High, r.MRR, r.Hits)
+		recall := "-"
+		if r.CandidateRecall >= 0 {
+			recall = fmt.Sprintf("%.4f", r.CandidateRecall)
+		}
+		fmt.Fprintf(tw, "%s\t%.4f\t%.4f-%.4f\t%.4f\t%.4f-%.4f\t%.4f\t%.4f\t%s\t%d\t\n", r.Name, r.HR, r.HRInterval.Low, r.HRInterval.High,
+			r.NDCG, r.NDCGInterval.Low, r.NDCGInterval.High, r.MRR, r.Coverage, recall, r.Hits)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)

@@ -1,0 +1,127 @@
+package retrieval
+
+import (
+	"slices"
+	"testing"
+)
+
+// listSource proposes a fixed list, for merger tests.
+type listSource struct {
+	name  string
+	items []Edge
+	asks  []int
+}
+
+func (s *listSource) Name() string { return s.name }
+func (s *listSource) Propose(_ *Window, limit int, dst []Edge) []Edge {
+	s.asks = append(s.asks, limit)
+	return append(dst, s.items[:min(limit, len(s.items))]...)
+}
+
+func edges(items ...int32) []Edge {
+	var out []Edge
+	for i, it := range items {
+		out = append(out, Edge{Item: it, Weight: float32(len(items) - i)})
+	}
+	return out
+}
+
+func TestMergerProvenanceLimitsAndExclusion(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		a, b     []int32
+		limitA   int
+		exclude  []int32
+		want     []int32
+		wantRank map[int32][2]uint16 // item -> rank in a, in b
+		asksA    []int
+	}{
+		{
+			name: "merged once each, in order of first proposal, with both ranks",
+			a:    []int32{5, 6, 7}, b: []int32{7, 8}, limitA: 3,
+			want:     []int32{5, 6, 7, 8},
+			wantRank: map[int32][2]uint16{5: {1, 0}, 7: {3, 1}, 8: {0, 2}},
+			asksA:    []int{3},
+		},
+		{
+			name: "a source's limit holds",
+			a:    []int32{5, 6, 7}, b: []int32{9}, limitA: 2,
+			want: []int32{5, 6, 9},
+		},
+		{
+			name: "excluded items are removed before ranking and made up for by asking again",
+			a:    []int32{5, 6, 7, 8, 9, 10}, b: []int32{6, 11}, limitA: 2, exclude: []int32{5, 6},
+			want:     []int32{7, 8, 11},
+			wantRank: map[int32][2]uint16{7: {1, 0}, 8: {2, 0}, 11: {0, 1}},
+			asksA:    []int{2, 8},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &listSource{name: "a", items: edges(tc.a...)}
+			b := &listSource{name: "b", items: edges(tc.b...)}
+			m, err := NewMerger(SourceLimit{a, tc.limitA}, SourceLimit{b, 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var exclude func(int32) bool
+			if tc.exclude != nil {
+				exclude = func(it int32) bool { return slices.Contains(tc.exclude, it) }
+			}
+			for round := range 2 { // the second call must not see the first's state
+				got := m.Merge(&Window{}, exclude, nil)
+				var items []int32
+				for _, c := range got {
+					items = append(items, c.Item)
+					if r, ok := tc.wantRank[c.Item]; ok && (c.Rank[0] != r[0] || c.Rank[1] != r[1]) {
+						t.Errorf("round %d: item %d ranks %v, want %v", round, c.Item, c.Rank[:2], r)
+					}
+					if c.From(0) != (c.Rank[0] > 0) || (c.Rank[0] > 0) != (c.Score[0] > 0) {
+						t.Errorf("round %d: item %d: provenance and score disagree: %+v", round, c.Item, c)
+					}
+				}
+				if !slices.Equal(items, tc.want) {
+					t.Fatalf("round %d: candidates %v, want %v", round, items, tc.want)
+				}
+			}
+			if tc.asksA != nil && !slices.Equal(a.asks[:len(tc.asksA)], tc.asksA) {
+				t.Errorf("source a was asked for %v, want %v first", a.asks, tc.asksA)
+			}
+		})
+	}
+}
+
+func TestBlendRanker(t *testing.T) {
+	// Source 0 scores on a scale of 100, source 1 of 1: the blend divides
+	// each by its best, so equal weights treat them alike.
+	cands := []Candidate{
+		{Item: 1, Score: [MaxSources]float32{100, 0}},
+		{Item: 2, Score: [MaxSources]float32{50, 1}},
+		{Item: 3, Score: [MaxSources]float32{0, 0.9}},
+		{Item: 0, Score: [MaxSources]float32{0, 0.9}},
+	}
+	for _, tc := range []struct {
+		weights []float64
+		want    []int32
+	}{
+		{[]float64{1, 1}, []int32{2, 1, 0, 3}}, // 1.5, 1, 0.9, 0.9 (ties by item)
+		{[]float64{1, 0}, []int32{1, 2, 0, 3}},
+		{[]float64{0, 1}, []int32{2, 0, 3, 1}},
+	} {
+		r, err := NewBlendRanker(tc.weights...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := slices.Clone(cands)
+		r.Rank(c)
+		var got []int32
+		for _, x := range c {
+			got = append(got, x.Item)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("weights %v: order %v, want %v", tc.weights, got, tc.want)
+		}
+	}
+	if _, err := NewBlendRanker(-1); err == nil {
+		t.Error("a negative weight was accepted")
+	}
+}
