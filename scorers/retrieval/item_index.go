@@ -104,11 +104,11 @@ type Index struct {
 	// nowMs is the largest visit time seen; anchorMs the time at which the
 	// stored weights are unscaled; gain and trendGain are the scales at
 	// nowMs, 2^((nowMs-anchorMs)/half-life).
-	nowMs, anchorMs  int64
-	gain, trendGain  float64
-	popular, trendy  topList
-	dropped, visits  int64
-	rescales         int64
+	nowMs, anchorMs int64
+	gain, trendGain float64
+	popular, trendy topList
+	dropped, visits int64
+	rescales        int64
 }
 
 // rescaleAbove is the exponent of the scale past which the index rescales:
