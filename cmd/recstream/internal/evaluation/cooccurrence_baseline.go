@@ -91,19 +91,7 @@ func (c *Cooccurrence) Recommend(user int32, k int, dst []int32) []int32 {
 	}
 	start := len(dst)
 	dst = c.top.appendItems(dst)
-	if len(dst)-start < k {
-		chosen := dst[start:]
-		for _, it := range c.pop.Recommend(0, 2*c.cfg.Depth, nil) {
-			if len(dst)-start == k {
-				break
-			}
-			if !slices.Contains(chosen, it) {
-				dst = append(dst, it)
-				chosen = dst[start:]
-			}
-		}
-	}
-	return dst
+	return fillFromPopular(dst, start, k, c.pop, 2*c.cfg.Depth)
 }
 
 // Update implements Recommender.

@@ -75,3 +75,21 @@ func (t *topK) appendItems(dst []int32) []int32 {
 	}
 	return dst
 }
+
+// fillFromPopular appends to dst, whose list starts at start, the most
+// popular items (up to depth asked of pop) not already in it, until the
+// list holds k, and returns dst: the fill of the neighbourhood baselines.
+func fillFromPopular(dst []int32, start, k int, pop *Popularity, depth int) []int32 {
+	if len(dst)-start >= k {
+		return dst
+	}
+	for _, it := range pop.Recommend(0, depth, nil) {
+		if len(dst)-start == k {
+			break
+		}
+		if !slices.Contains(dst[start:], it) {
+			dst = append(dst, it)
+		}
+	}
+	return dst
+}

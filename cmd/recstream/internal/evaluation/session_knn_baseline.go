@@ -143,17 +143,7 @@ func (s *SessionKNN) Recommend(user int32, k int, dst []int32) []int32 {
 	}
 	start := len(dst)
 	dst = s.top.appendItems(dst)
-	if len(dst)-start < k {
-		for _, it := range s.pop.Recommend(0, 2*s.cfg.Depth, nil) {
-			if len(dst)-start == k {
-				break
-			}
-			if !slices.Contains(dst[start:], it) {
-				dst = append(dst, it)
-			}
-		}
-	}
-	return dst
+	return fillFromPopular(dst, start, k, s.pop, 2*s.cfg.Depth)
 }
 
 // Update implements Recommender.
