@@ -292,6 +292,10 @@ func (k *ApacheKafka) Close() error {
 // ones included, when none is named) has a leader and every replica in its
 // ISR, or ctx ends. A node just restarted with StartNode rejoins the ISR of
 // its partitions once it has caught up with their leaders.
+//
+// The answer must hold in inSyncPolls metadata reads in a row: each read may
+// go to another broker, and a broker's metadata can trail the controller's
+// for a moment, so one full ISR seen once was sometimes gone on the next read.
 func (k *ApacheKafka) WaitInSync(ctx context.Context, topics ...string) error {
 	cl, err := k.adminClient()
 	if err != nil {
@@ -300,6 +304,7 @@ func (k *ApacheKafka) WaitInSync(ctx context.Context, topics ...string) error {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	var last string
+	agreed := 0
 	for {
 		var details kadm.TopicDetails
 		if len(topics) == 0 {
@@ -309,10 +314,14 @@ func (k *ApacheKafka) WaitInSync(ctx context.Context, topics ...string) error {
 		}
 		if err == nil {
 			if last = notInSync(details, topics); last == "" {
-				return nil
+				if agreed++; agreed == inSyncPolls {
+					return nil
+				}
+			} else {
+				agreed = 0
 			}
 		} else {
-			last = err.Error()
+			last, agreed = err.Error(), 0
 		}
 		select {
 		case <-ctx.Done():
@@ -321,6 +330,9 @@ func (k *ApacheKafka) WaitInSync(ctx context.Context, topics ...string) error {
 		}
 	}
 }
+
+// inSyncPolls is how many metadata reads in a row WaitInSync needs.
+const inSyncPolls = 3
 
 // notInSync describes the first partition that lacks a leader or has a
 // replica out of its ISR, or returns "" when there is none.

@@ -185,32 +185,32 @@ func TestStartClickHouseTwoServersOneMachine(t *testing.T) {
 }
 
 func TestStartClickHouseFailsFastWhenServerExits(t *testing.T) {
+	// A config file the server cannot parse makes it exit at once; the
+	// launcher must notice the exit instead of waiting for its deadline, and
+	// say why. (A broken table definition was used before, but ClickHouse
+	// sometimes skipped it and started, and sometimes hung before listening.)
+	srv := startClickHouse(t, t.TempDir())
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(srv.Dir(), "config.xml"), []byte("<clickhouse><garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// A table definition the server cannot parse makes it exit at start-up;
-	// the launcher must notice the exit instead of waiting for its deadline,
-	// and say why.
-	dir := t.TempDir()
-	meta := filepath.Join(dir, "data", "metadata", "default")
-	if err := os.MkdirAll(meta, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(meta, "broken.sql"), []byte("ATTACH TABLE broken (( garbage"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
-	srv, err := StartClickHouse(ctx, dir, nil)
+	err := srv.Restart(ctx)
 	if err == nil {
 		srv.Stop()
-		t.Fatal("StartClickHouse succeeded with a broken table definition")
+		t.Fatal("the server started with a broken config file")
 	}
 	if time.Since(start) > 20*time.Second {
 		t.Errorf("failure took %v; it should not wait for the deadline", time.Since(start))
 	}
-	// The server's own wording of the cause varies between runs (it may
-	// fail on the broken file or on the metadata directory), so only the
-	// launcher's part is asserted, plus that the server log is quoted.
 	if !strings.Contains(err.Error(), "exited during start-up") || !strings.Contains(err.Error(), "server log:") {
 		t.Errorf("error %q should say the server exited and quote its log", err)
+	}
+	if srv.PID() != 0 {
+		t.Errorf("a failed start left pid %d behind", srv.PID())
 	}
 }
