@@ -61,6 +61,7 @@ type Scorer struct {
 	registry   *models.ModelRegistry // nil with model_dir
 	eng        atomic.Pointer[engine]
 	store      *state.Store
+	retr       *retrievalStage // nil unless Config.Recommender is retrieval
 	halfLifeMs float64
 	idleMs     int64 // IdleExpiry in ms; 0 = never
 
@@ -132,6 +133,12 @@ func (s *Scorer) start() error {
 		e.close()
 		return err
 	}
+	if cfg.Recommender == RecommenderRetrieval {
+		if s.retr, err = newRetrievalStage(cfg); err != nil {
+			e.close()
+			return err
+		}
+	}
 	s.eng.Store(e)
 	s.reload.target = name
 	s.halfLifeMs = float64(cfg.DecayHalfLife.Milliseconds())
@@ -140,6 +147,7 @@ func (s *Scorer) start() error {
 	s.b.index = make(map[string]int32)
 	s.recs = schemas.NewRecommendationBuilder(nil)
 	s.log.Info("scorer ready",
+		zap.String("recommender", cfg.Recommender),
 		zap.String("model", name),
 		zap.String("model_version", e.version),
 		zap.String("contract", string(e.contract)),
@@ -179,6 +187,14 @@ func weightsHash(types []string, weights []float32) string {
 
 // ScorerStats are the scorer's counters, for metrics.
 type ScorerStats struct {
+	// Recommender is what fills the records: RecommenderModel or
+	// RecommenderRetrieval.
+	Recommender string
+	// RetrievalItems is the items the retrieval stage knows, summed over
+	// partitions (each partition has its own index); RetrievalDropped the
+	// events it could not learn because an index was full (max_items).
+	RetrievalItems   int
+	RetrievalDropped int64
 	// ModelVersion is the model_version of the records the next batch gets
 	// (the version serving now).
 	ModelVersion string
@@ -202,10 +218,10 @@ type ScorerStats struct {
 
 // Stats returns the counters as of the last Score.
 func (s *Scorer) Stats() ScorerStats {
-	e := s.eng.Load()
-	return ScorerStats{
-		ModelVersion:  e.version,
-		Device:        e.device,
+	st := ScorerStats{
+		Recommender:   s.cfg.Recommender,
+		ModelVersion:  s.ModelVersion(),
+		Device:        s.Device(),
 		Users:         s.Users(),
 		Evictions:     s.evictions.Load(),
 		Expiries:      s.expiries.Load(),
@@ -213,13 +229,30 @@ func (s *Scorer) Stats() ScorerStats {
 		ModelSwaps:    s.swaps.Load(),
 		ModelRefusals: s.refusals.Load(),
 	}
+	if s.retr != nil {
+		st.RetrievalItems, st.RetrievalDropped = s.retr.stats()
+	}
+	return st
 }
 
-// ModelVersion is the model_version the records of the next batch carry.
-func (s *Scorer) ModelVersion() string { return s.eng.Load().version }
+// ModelVersion is the model_version the records of the next batch carry:
+// the serving model's, or with the retrieval recommender
+// "retrieval-<hash of its configuration>".
+func (s *Scorer) ModelVersion() string {
+	if s.retr != nil {
+		return s.retr.version
+	}
+	return s.eng.Load().version
+}
 
-// Device is where the serving model runs: DeviceCPU or DeviceCUDA.
-func (s *Scorer) Device() string { return s.eng.Load().device }
+// Device is where the serving model runs: DeviceCPU or DeviceCUDA (always
+// DeviceCPU with the retrieval recommender, which runs no model).
+func (s *Scorer) Device() string {
+	if s.retr != nil {
+		return DeviceCPU
+	}
+	return s.eng.Load().device
+}
 
 // Model returns the serving model. Its ONNX bytes are released once the
 // model is loaded (Model.ONNX is nil).
@@ -244,6 +277,31 @@ func (s *Scorer) Skipped() uint64 { return s.skipped.Load() }
 // Store returns the state store, for checkpoints. It must not be used while
 // Score runs. A model swap reshapes it in place (see Scorer).
 func (s *Scorer) Store() *state.Store { return s.store }
+
+// CaptureExtras returns the state a checkpoint keeps beside the store's:
+// with the retrieval recommender, one file per input partition (its item
+// index, vocabulary and users' windows); nil otherwise. Like Store, it must
+// not be called while Score runs.
+func (s *Scorer) CaptureExtras() (map[string][]byte, error) {
+	if s.retr == nil {
+		return nil, nil
+	}
+	return s.retr.capture(s.store)
+}
+
+// RestoreExtras puts back what CaptureExtras returned, after the store was
+// restored (users it does not hold are skipped). Files of a recommender
+// not serving now are ignored, as are missing ones: the retrieval stage
+// then starts empty and learns again from the input.
+func (s *Scorer) RestoreExtras(extras map[string][]byte) error {
+	if s.retr == nil {
+		return nil
+	}
+	if err := s.retr.restore(extras, s.store); err != nil {
+		return fmt.Errorf("restore retrieval state: %w", err)
+	}
+	return nil
+}
 
 // Close stops watching the models directory and releases the model, the
 // GPU and the runtime handle.
@@ -329,6 +387,12 @@ func (s *Scorer) Score(ctx context.Context, batch *schemas.EventBatch) (*schemas
 	}
 	var err error
 	switch {
+	case s.retr != nil:
+		if err = s.retr.run(s, rows, s.cfg.TopK); err != nil {
+			return nil, fmt.Errorf("score batch: %w", err)
+		}
+		s.commit(false)
+		return &schemas.RecommendationBatch{Recs: s.buildRetrievalRecords(rows)}, nil
 	case e.gpu != nil:
 		err = s.runGPU(ctx, e)
 	case e.contract == schemas.ModelContractSequence:
@@ -339,6 +403,6 @@ func (s *Scorer) Score(ctx context.Context, batch *schemas.EventBatch) (*schemas
 	if err != nil {
 		return nil, err
 	}
-	s.commit()
+	s.commit(true)
 	return &schemas.RecommendationBatch{Recs: s.buildRecords(e, rows)}, nil
 }

@@ -30,8 +30,16 @@ type batchUser struct {
 	nHist     int32
 	partition int32
 	offset    int64
-	cold      bool // restarts from a cold state (idle longer than idle_expiry)
+	cold      bool  // restarts from a cold state (idle longer than idle_expiry)
+	fresh     bool  // inserted into the store by this batch
+	lastRow   int32 // the user's last applied row
 }
+
+// Flags of a batch row, set by prepareEvents.
+const (
+	rowApplied     uint8 = 1 << iota // not skipped as already applied
+	rowColdRestart                   // the user restarts cold at this row
+)
 
 // batchScratch is reused from batch to batch so that scoring allocates
 // little once warm.
@@ -39,6 +47,7 @@ type batchScratch struct {
 	index   map[string]int32 // user id -> batch user
 	users   []batchUser
 	rowUser []int32
+	rowFlag []uint8 // rowApplied, rowColdRestart
 	order   []int32 // rows grouped by user, in input order within a user
 	active  []int32 // batch users with events to apply, first-seen order
 	runList []int32
@@ -103,6 +112,7 @@ func (s *Scorer) resolveSlots(rows schemas.EventRows) {
 	for i := range b.users {
 		bu := &b.users[i]
 		bu.slot = s.store.Lookup(rows.UserID.Value(int(bu.firstRow)))
+		bu.fresh = bu.slot == state.NoSlot
 		if bu.slot != state.NoSlot {
 			s.store.Touch(bu.slot)
 			known++
@@ -139,6 +149,8 @@ func (s *Scorer) prepareEvents(e *engine, rows schemas.EventRows) {
 	b.active = b.active[:0]
 	b.exclude = slices.Grow(b.exclude[:0], nUsers*e.exclude)[:nUsers*e.exclude]
 	b.hist = slices.Grow(b.hist[:0], nUsers*histLen)[:nUsers*histLen]
+	b.rowFlag = slices.Grow(b.rowFlag[:0], len(b.rowUser))[:len(b.rowUser)]
+	clear(b.rowFlag)
 	var skipped uint64
 	for u := range b.users {
 		bu := &b.users[u]
@@ -161,6 +173,7 @@ func (s *Scorer) prepareEvents(e *engine, rows schemas.EventRows) {
 				// Idle longer than idle_expiry: forget everything, as if
 				// the user had been dropped (see Config.IdleExpiry).
 				bu.cold, bu.newestTs = true, state.NoTimestamp
+				b.rowFlag[i] |= rowColdRestart
 				b.evItem, b.evType, b.evDecay = b.evItem[:bu.evStart], b.evType[:bu.evStart], b.evDecay[:bu.evStart]
 				b.bought, b.histTmp = b.bought[:0], b.histTmp[:0]
 			}
@@ -186,6 +199,8 @@ func (s *Scorer) prepareEvents(e *engine, rows schemas.EventRows) {
 				b.bought = append(b.bought, int32(item))
 			}
 			bu.partition, bu.offset, bu.logTs = part, off, int64(rows.LogTs.Value(i))
+			b.rowFlag[i] |= rowApplied
+			bu.lastRow = row
 		}
 		bu.evCount = int32(len(b.evItem)) - bu.evStart
 		if len(b.bought) > e.exclude {
@@ -205,13 +220,16 @@ func (s *Scorer) prepareEvents(e *engine, rows schemas.EventRows) {
 	}
 }
 
-// commit writes the batch's new states, histories, clocks, positions and
-// exclude lists into the store, once every run has succeeded.
-func (s *Scorer) commit() {
+// commit writes the batch's new states (when the model ran), histories,
+// clocks, positions and exclude lists into the store, once every run has
+// succeeded.
+func (s *Scorer) commit(modelRan bool) {
 	b := &s.b
 	exclude, histLen := s.store.MaxExclude(), s.store.HistoryLen()
-	// Users without applied events got their own state back unchanged.
-	s.store.Scatter(b.slots, b.work)
+	if modelRan {
+		// Users without applied events got their own state back unchanged.
+		s.store.Scatter(b.slots, b.work)
+	}
 	var cold uint64
 	for _, u := range b.active {
 		bu := &b.users[u]
@@ -258,6 +276,29 @@ func (s *Scorer) buildRecords(e *engine, rows schemas.EventRows) arrow.RecordBat
 			Items:        b.recIDs,
 			Scores:       b.recVals,
 			ModelVersion: e.version,
+			Version:      uint64(bu.offset),
+			EventTsMs:    bu.newestTs,
+			ProducedAtMs: bu.logTs,
+			Partition:    bu.partition,
+			Offset:       bu.offset,
+		}
+		s.recs.Append(&r)
+	}
+	return s.recs.NewRecord()
+}
+
+// buildRetrievalRecords returns one record per active user, first-seen
+// order, with the items the retrieval stage chose for them.
+func (s *Scorer) buildRetrievalRecords(rows schemas.EventRows) arrow.RecordBatch {
+	b := &s.b
+	for _, u := range b.active {
+		bu := &b.users[u]
+		b.recIDs, b.recVals = s.retr.appendRecord(u, bu.partition, b.recIDs[:0], b.recVals[:0])
+		r := schemas.Recommendation{
+			UserID:       rows.UserID.Value(int(bu.firstRow)),
+			Items:        b.recIDs,
+			Scores:       b.recVals,
+			ModelVersion: s.retr.version,
 			Version:      uint64(bu.offset),
 			EventTsMs:    bu.newestTs,
 			ProducedAtMs: bu.logTs,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/retrieval"
 )
 
 // Config configures a Scorer. The zero value of each field means its
@@ -109,6 +110,21 @@ type Config struct {
 	// ExcludeTypes names the event types whose item is never recommended to
 	// that user again. Default ["purchase"].
 	ExcludeTypes []string `yaml:"exclude_types"`
+	// Recommender chooses what fills the records: "model" (the default),
+	// the model's recommendations over its whole catalogue; or "retrieval",
+	// the streaming two-stage recommender (scorers/retrieval), which
+	// learns item-to-item relations from the input itself and runs no
+	// model: each record is ranked from a few hundred candidates of its
+	// user's recent items, trending and popular items, so an item new in
+	// one batch can be recommended from the next. With retrieval the model
+	// is still loaded (model_dir or models_dir must name one) but not run,
+	// the users' model states stay as they were, and records carry
+	// model_version "retrieval-<hash of the retrieval configuration and
+	// type weights>". TopK (default 20) is free of the model's K.
+	Recommender string `yaml:"recommender"`
+	// Retrieval configures the retrieval recommender; its zero value is
+	// the defaults tuned on public data (see retrieval.Config).
+	Retrieval retrieval.Config `yaml:"retrieval"`
 	// EventTypes is the configured event type list whose indices are the
 	// type codes in event batches (the consumer's list). The wiring sets
 	// it; nil means schemas.DefaultEventTypes().
@@ -120,11 +136,19 @@ type Config struct {
 	rankerForTest newRanker
 }
 
+// Recommenders (Config.Recommender).
+const (
+	RecommenderModel     = "model"
+	RecommenderRetrieval = "retrieval"
+)
+
 // Defaults of Config.
 const (
-	DefaultMaxExclude = 32
-	DefaultMaxUsers   = 1_000_000
-	DefaultBatchUsers = 256
+	// DefaultRetrievalTopK is TopK with the retrieval recommender.
+	DefaultRetrievalTopK = 20
+	DefaultMaxExclude    = 32
+	DefaultMaxUsers      = 1_000_000
+	DefaultBatchUsers    = 256
 	// maxScoreBytes bounds one run's score matrix when BatchUsers is 0.
 	maxScoreBytes         = 64 << 20
 	DefaultDecayHalfLife  = 24 * time.Hour
@@ -142,6 +166,13 @@ func (c Config) WithDefaults() Config {
 	if c.Device == "" {
 		c.Device = DeviceAuto
 	}
+	if c.Recommender == "" {
+		c.Recommender = RecommenderModel
+	}
+	if c.Recommender == RecommenderRetrieval {
+		c.TopK = cmp.Or(c.TopK, DefaultRetrievalTopK)
+	}
+	c.Retrieval = c.Retrieval.WithDefaults()
 	if c.EventTypes == nil {
 		c.EventTypes = schemas.DefaultEventTypes()
 	}
@@ -167,6 +198,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("reload_interval: must be >= 10ms, or negative to turn polling off, got %s", c.ReloadInterval)
 	case c.Device != DeviceAuto && c.Device != DeviceCPU && c.Device != DeviceCUDA:
 		return fmt.Errorf("device: must be auto, cpu or cuda, got %q", c.Device)
+	case c.Recommender != RecommenderModel && c.Recommender != RecommenderRetrieval:
+		return fmt.Errorf("recommender: must be %s or %s, got %q", RecommenderModel, RecommenderRetrieval, c.Recommender)
 	case c.HistoryLen < 0 || c.HistoryLen > maxHistoryLen:
 		return fmt.Errorf("history_len: must be in [0, %d], got %d", maxHistoryLen, c.HistoryLen)
 	case c.IdleExpiry < 0:
@@ -187,6 +220,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("intra_op_threads: must be >= 0, got %d", c.IntraOpThreads)
 	case len(c.EventTypes) == 0 || len(c.EventTypes) > math.MaxUint8+1:
 		return fmt.Errorf("event_types: need 1 to %d types, got %d", math.MaxUint8+1, len(c.EventTypes))
+	}
+	if c.Recommender == RecommenderRetrieval {
+		if err := c.Retrieval.Validate(); err != nil {
+			return fmt.Errorf("retrieval.%w", err)
+		}
 	}
 	for _, name := range c.EventTypes {
 		w, ok := c.TypeWeights[name]

@@ -30,15 +30,24 @@ func (c *scorerCheckpointer) Capture(positions map[int32]int64) pipeline.Pending
 		return nil
 	}
 	c.last = now
-	return pendingCheckpoint{c: c, snap: state.Capture(c.scorer.Store(), c.topic, c.scorer.ModelVersion(), positions)}
+	snap := state.Capture(c.scorer.Store(), c.topic, c.scorer.ModelVersion(), positions)
+	var err error
+	if snap.Extras, err = c.scorer.CaptureExtras(); err != nil {
+		err = fmt.Errorf("capture scorer state: %w", err)
+	}
+	return pendingCheckpoint{c: c, snap: snap, err: err}
 }
 
 type pendingCheckpoint struct {
 	c    *scorerCheckpointer
 	snap *state.Snapshot
+	err  error // of the capture, reported by Save
 }
 
 func (p pendingCheckpoint) Save(ctx context.Context) error {
+	if p.err != nil {
+		return p.err
+	}
 	start := time.Now()
 	m, err := p.c.store.Save(ctx, p.snap)
 	if err != nil {
@@ -68,6 +77,14 @@ func restoreCheckpoint(ctx context.Context, store *state.CheckpointStore, scorer
 	}
 	if err := snap.Restore(scorer.Store()); err != nil {
 		return nil, fmt.Errorf("restore checkpoint generation %d: %w", m.Generation, err)
+	}
+	if err := scorer.RestoreExtras(snap.Extras); err != nil {
+		return nil, fmt.Errorf("restore checkpoint generation %d: %w", m.Generation, err)
+	}
+	if scorer.Stats().Recommender == scorers.RecommenderRetrieval && len(snap.Extras) == 0 && m.Users > 0 {
+		log.Warn("checkpoint holds no retrieval state (it was taken with the model recommender): the item index starts "+
+			"empty and learns from the input after the checkpoint; replay the input to rebuild it whole",
+			zap.Uint64("generation", m.Generation))
 	}
 	resume := make(map[int]int64, len(m.Offsets))
 	for p, o := range m.Offsets {

@@ -31,7 +31,8 @@ func NewBlendRanker(weights ...float64) (*BlendRanker, error) {
 	return &BlendRanker{weights: weights}, nil
 }
 
-// Rank sorts cands best first, ties by item index.
+// Rank sorts cands best first, ties by item index, and sets their Final
+// score.
 func (r *BlendRanker) Rank(cands []Candidate) {
 	var best [MaxSources]float32
 	for i := range cands {
@@ -48,6 +49,7 @@ func (r *BlendRanker) Rank(cands []Candidate) {
 				k += w * float64(cands[i].Score[s]/best[s])
 			}
 		}
+		cands[i].Final = float32(k)
 		r.keys = append(r.keys, k)
 		r.order = append(r.order, i)
 	}

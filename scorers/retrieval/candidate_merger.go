@@ -16,6 +16,8 @@ type Candidate struct {
 	// by the Merger's source order; 0 where the source did not propose it.
 	Score [MaxSources]float32
 	Rank  [MaxSources]uint16
+	// Final is the ranker's score, set by Rank: higher is better.
+	Final float32
 }
 
 // From reports whether source s proposed the candidate.

@@ -14,22 +14,22 @@ type IndexConfig struct {
 	// MaxItems bounds the items indexed: a visit to an item index at or
 	// above it is counted in Stats.Dropped and otherwise ignored. Default
 	// 1<<20.
-	MaxItems int
+	MaxItems int `yaml:"max_items"`
 	// Neighbours is the most co-visited items, and the most successors,
 	// kept per item. Default 200 (on MovieLens 100K, 64 lost 10 % HR@10
 	// against an unbounded count; 200 matched 1000).
-	Neighbours int
+	Neighbours int `yaml:"neighbours"`
 	// Window is the most distinct items of a user's Window a visit is
 	// counted as co-visited with. Default 10.
-	Window int
+	Window int `yaml:"window"`
 	// HalfLife is the half-life of co-visits, transitions and popularity:
 	// what users did that long ago counts half. Default 30 days.
-	HalfLife time.Duration
+	HalfLife time.Duration `yaml:"half_life"`
 	// TrendHalfLife is the half-life of the trending counts. Default 1 day.
-	TrendHalfLife time.Duration
+	TrendHalfLife time.Duration `yaml:"trend_half_life"`
 	// TopItems is how many of the most popular and of the most trending
 	// items are kept ranked. Default 256.
-	TopItems int
+	TopItems int `yaml:"top_items"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -318,6 +318,10 @@ type Stats struct {
 	// Bytes is the memory the index holds, in its slices' capacities.
 	Bytes int64
 }
+
+// Dropped counts the visits not learned (item out of range, weight not
+// positive); unlike Stats it costs nothing.
+func (x *Index) Dropped() int64 { return x.dropped }
 
 // Stats returns the index's size and counters.
 func (x *Index) Stats() Stats {

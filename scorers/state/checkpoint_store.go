@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,6 +88,9 @@ type Manifest struct {
 	Users int `json:"users"`
 	// Files maps each partition file to its SHA-256.
 	Files map[string]string `json:"files"`
+	// Extras maps each file of Snapshot.Extras to its SHA-256; absent in
+	// generations written before extras existed.
+	Extras map[string]string `json:"extras,omitempty"`
 }
 
 // ErrNoCheckpoint is returned by LoadLatest when no valid generation exists.
@@ -185,6 +189,23 @@ func (s *CheckpointStore) Save(ctx context.Context, snap *Snapshot) (Manifest, e
 		m.Files[name] = sum
 		m.Users += n
 	}
+	for _, name := range slices.Sorted(maps.Keys(snap.Extras)) {
+		if err := checkExtraName(name); err != nil {
+			return Manifest{}, err
+		}
+		data := snap.Extras[name]
+		sum, _, err := writeFileSynced(filepath.Join(tmp, name), func(w io.Writer) (int, error) {
+			_, err := w.Write(data)
+			return 0, err
+		})
+		if err != nil {
+			return Manifest{}, fmt.Errorf("write checkpoint %s: %w", name, err)
+		}
+		if m.Extras == nil {
+			m.Extras = map[string]string{}
+		}
+		m.Extras[name] = sum
+	}
 	raw, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return Manifest{}, fmt.Errorf("encode manifest: %w", err)
@@ -268,13 +289,9 @@ func (s *CheckpointStore) Load(g uint64) (*Snapshot, Manifest, error) {
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		data, err := os.ReadFile(filepath.Join(dir, name))
+		data, err := readVerified(dir, name, m.Files[name])
 		if err != nil {
-			return nil, Manifest{}, fmt.Errorf("read %s: %w", name, err)
-		}
-		sum := sha256.Sum256(data)
-		if got := hex.EncodeToString(sum[:]); got != m.Files[name] {
-			return nil, Manifest{}, fmt.Errorf("%s: checksum %s, manifest says %s (corrupted or truncated)", name, got[:12], short(m.Files[name]))
+			return nil, Manifest{}, err
 		}
 		if err := readPartition(data, snap); err != nil {
 			return nil, Manifest{}, fmt.Errorf("decode %s: %w", name, err)
@@ -283,7 +300,44 @@ func (s *CheckpointStore) Load(g uint64) (*Snapshot, Manifest, error) {
 	if len(snap.Users) != m.Users {
 		return nil, Manifest{}, fmt.Errorf("manifest counts %d users, files hold %d", m.Users, len(snap.Users))
 	}
+	for _, name := range slices.Sorted(maps.Keys(m.Extras)) {
+		if err := checkExtraName(name); err != nil {
+			return nil, Manifest{}, err
+		}
+		data, err := readVerified(dir, name, m.Extras[name])
+		if err != nil {
+			return nil, Manifest{}, err
+		}
+		if snap.Extras == nil {
+			snap.Extras = map[string][]byte{}
+		}
+		snap.Extras[name] = data
+	}
 	return snap, m, nil
+}
+
+// readVerified reads a generation's file and checks it against the
+// manifest's SHA-256.
+func readVerified(dir, name, want string) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	sum := sha256.Sum256(data)
+	if got := hex.EncodeToString(sum[:]); got != want {
+		return nil, fmt.Errorf("%s: checksum %s, manifest says %s (corrupted or truncated)", name, got[:12], short(want))
+	}
+	return data, nil
+}
+
+// checkExtraName refuses an extra file name that is not a plain name of
+// its own in the generation directory.
+func checkExtraName(name string) error {
+	if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") || name == manifestName ||
+		strings.HasPrefix(name, "partition-") {
+		return fmt.Errorf("checkpoint extra file %q: must be a plain file name, not the manifest's or a partition file's", name)
+	}
+	return nil
 }
 
 func short(s string) string {

@@ -25,6 +25,11 @@ type Snapshot struct {
 	// Users are the saved users, least recently refreshed first (the order
 	// Store.Each gives and Put restores).
 	Users []UserState
+	// Extras are named files of state kept beside the users' (the
+	// scorer's retrieval stage writes one per partition): saved in the
+	// generation with their checksums, and given back as they were. A
+	// name is a plain file name, not one of the store's own.
+	Extras map[string][]byte
 	// ranks holds each user's saved recency rank while partitions load.
 	ranks []int64
 }

@@ -335,6 +335,17 @@ func (s *Store) Export(slot int32) UserState {
 	return u
 }
 
+// EachSlot calls fn with the slot and id of every stored user, least
+// recently refreshed first, until fn returns false; it copies nothing.
+// fn must not modify the store.
+func (s *Store) EachSlot(fn func(slot int32, id string) bool) {
+	for slot := s.tail; slot != NoSlot; slot = s.prev[slot] {
+		if !fn(slot, s.ids[slot]) {
+			return
+		}
+	}
+}
+
 // Each calls fn with every stored user, least recently refreshed first,
 // until fn returns false. The UserState passed is a copy. fn must not
 // modify the store.

@@ -1,7 +1,6 @@
 package evaluation
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -10,28 +9,11 @@ import (
 	"github.com/recstream/recstream/scorers/retrieval"
 )
 
-// RetrievalConfig configures Retrieval. The zero value of each field means
-// its documented default. The defaults were chosen on the first half of
-// MovieLens 100K in time (warmed up on its first quarter, scored on the
-// second, seen items excluded), then frozen: `recstream eval` scores the
-// second half, which the tuning never saw.
+// RetrievalConfig configures Retrieval.
 type RetrievalConfig struct {
-	// Index configures the streaming item index (its zero value is its
-	// defaults).
-	Index retrieval.IndexConfig
-	// Recent and Decay configure the co-visitation source (default 10 and
-	// 0.7), Norm both item-to-item sources (default A 0, B -0.25: raw
-	// weights, leaning to popular candidates).
-	Recent int
-	Decay  float64
-	Norm   retrieval.Normalisation
-	// Limits are the candidates each source contributes, in the order
-	// covisit, transition, trending, popular. Default 200, 50, 50, 100.
-	Limits [4]int
-	// Weights are the blend ranker's weights, in the same order. Default
-	// 1, 0.1, 0.01, 0.1: co-visits decide, the others order what they
-	// leave (a cold user's list).
-	Weights [4]float64
+	// Config is the recommender itself, exactly as the scorer serves it
+	// (scorer.retrieval); its zero value is the frozen defaults.
+	retrieval.Config
 	// ExcludeSeen removes the items the user had an event on from the
 	// candidates before ranking (the harness's --exclude-seen).
 	ExcludeSeen bool
@@ -39,22 +21,6 @@ type RetrievalConfig struct {
 	// recommended in its own order: the source evaluated alone (see also
 	// Retrieval.Alone).
 	Only string
-}
-
-// WithDefaults returns c with every zero field set to its default.
-func (c RetrievalConfig) WithDefaults() RetrievalConfig {
-	if c.Limits == [4]int{} {
-		c.Limits = [4]int{200, 50, 50, 100}
-	}
-	if c.Weights == [4]float64{} {
-		c.Weights = [4]float64{1, 0.1, 0.01, 0.1}
-	}
-	c.Recent = cmp.Or(c.Recent, 10)
-	c.Decay = cmp.Or(c.Decay, 0.7)
-	if c.Norm == (retrieval.Normalisation{}) {
-		c.Norm = retrieval.Normalisation{B: -0.25}
-	}
-	return c
 }
 
 // Retrieval is the streaming two-stage recommender the scorer is built
@@ -84,7 +50,7 @@ type Retrieval struct {
 // NewRetrieval returns the recommender for a dataset's users and event
 // types.
 func NewRetrieval(ds *Dataset, cfg RetrievalConfig) (*Retrieval, error) {
-	cfg = cfg.WithDefaults()
+	cfg.Config = cfg.Config.WithDefaults()
 	idx, err := retrieval.NewIndex(cfg.Index)
 	if err != nil {
 		return nil, err
@@ -120,36 +86,15 @@ func (r *Retrieval) Alone(source string) (*Retrieval, error) {
 // build makes the sources, merger and ranker: all sources blended, or only
 // the one named.
 func (r *Retrieval) build(only string) error {
-	cfg := r.cfg
-	sources := []retrieval.Source{
-		&retrieval.CovisitSource{Index: r.index, Recent: cfg.Recent, Decay: cfg.Decay, Norm: cfg.Norm},
-		&retrieval.TransitionSource{Index: r.index, Norm: cfg.Norm},
-		&retrieval.TrendingSource{Index: r.index},
-		&retrieval.PopularSource{Index: r.index},
+	retriever, err := retrieval.NewRetriever(r.index, r.cfg.Config, only)
+	if err != nil {
+		return err
 	}
-	var limits []retrieval.SourceLimit
-	for i, s := range sources {
-		limits = append(limits, retrieval.SourceLimit{Source: s, Limit: cfg.Limits[i]})
-	}
-	weights := cfg.Weights[:]
+	r.retriever = *retriever
 	r.name = "retrieval"
 	if only != "" {
-		i := slices.IndexFunc(sources, func(s retrieval.Source) bool { return s.Name() == only })
-		if i < 0 {
-			return fmt.Errorf("retrieval: no source %q", only)
-		}
-		limits, weights = limits[i:i+1], []float64{1}
 		r.name = "source:" + only
 	}
-	merger, err := retrieval.NewMerger(limits...)
-	if err != nil {
-		return err
-	}
-	ranker, err := retrieval.NewBlendRanker(weights...)
-	if err != nil {
-		return err
-	}
-	r.retriever = retrieval.Retriever{Merger: merger, Ranker: ranker}
 	return nil
 }
 

@@ -1,0 +1,247 @@
+package scorers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/retrieval"
+	"github.com/recstream/recstream/scorers/state"
+)
+
+// retrievalStage is the scorer's recommender when scorer.recommender is
+// "retrieval" (see Config.Recommender): the streaming two-stage
+// recommender of scorers/retrieval, learned from the batches themselves.
+//
+// There is one item index per input partition, with its own item
+// vocabulary, and a user's window and exclude list live in the index of
+// the partition their events come from. That is what keeps records
+// deterministic under replays and restarts: a user's events all come from
+// one partition (the input is keyed by user), so what their record depends
+// on (their partition's events up to their own, in offset order) is the
+// same however the partitions interleave and wherever batches are cut.
+// One index over every partition would learn from more users, but its
+// state at a given event would depend on how the consumer interleaved
+// partitions, and a rewrite after kill -9 could differ from the first
+// write. Each record is therefore computed at the user's last event of the
+// batch, before the partition's later events are learned.
+type retrievalStage struct {
+	cfg         retrieval.Config
+	version     string
+	weights     []float32 // type code -> weight (0: not learned)
+	excludeType []bool    // type code -> its item is excluded for the user
+	maxExclude  int
+	parts       map[int32]*partitionIndex
+	users       []userRecent // by store slot
+	recs        []recentRecs // per batch user: the record's items
+	recItems    []int32
+	recScores   []float32
+	// items and dropped are stats(), kept for readers on other goroutines.
+	items, dropped atomic.Int64
+}
+
+// partitionIndex is one partition's item vocabulary and index.
+type partitionIndex struct {
+	index     *retrieval.Index
+	vocab     map[string]int32
+	ids       []string
+	retriever *retrieval.Retriever
+}
+
+// userRecent is a user's retrieval state: their window (newest distinct
+// items, in their partition's vocabulary) and the items never to show
+// them again.
+type userRecent struct {
+	partition int32 // of the vocabulary; noPartition when empty
+	window    retrieval.Window
+	excluded  []int32 // newest maxExclude, oldest first
+}
+
+const noPartition = -1
+
+// recentRecs is where a batch user's items are in recItems.
+type recentRecs struct{ start, n int32 }
+
+func newRetrievalStage(cfg Config) (*retrievalStage, error) {
+	rc := cfg.Retrieval.WithDefaults()
+	if err := rc.Validate(); err != nil {
+		return nil, fmt.Errorf("retrieval.%w", err)
+	}
+	weights, err := models.TypeWeightVector(cfg.EventTypes, cfg.TypeWeights)
+	if err != nil {
+		return nil, err
+	}
+	st := &retrievalStage{cfg: rc, weights: weights[1:], excludeType: make([]bool, len(cfg.EventTypes)),
+		maxExclude: cfg.MaxExclude, parts: map[int32]*partitionIndex{}}
+	for code, name := range cfg.EventTypes {
+		st.excludeType[code] = slices.Contains(cfg.ExcludeTypes, name)
+	}
+	// The version names what scored a record: the configuration and type
+	// weights, so that a change of either shows in the records.
+	h := sha256.New()
+	fmt.Fprintf(h, "%+v|%v|%v|%v", rc, cfg.EventTypes, st.weights, cfg.ExcludeTypes)
+	st.version = "retrieval-" + hex.EncodeToString(h.Sum(nil)[:4])
+	return st, nil
+}
+
+func (st *retrievalStage) partition(p int32) (*partitionIndex, error) {
+	if pi := st.parts[p]; pi != nil {
+		return pi, nil
+	}
+	idx, err := retrieval.NewIndex(st.cfg.Index)
+	if err != nil {
+		return nil, err
+	}
+	pi := &partitionIndex{index: idx, vocab: map[string]int32{}}
+	if pi.retriever, err = retrieval.NewRetriever(idx, st.cfg, ""); err != nil {
+		return nil, err
+	}
+	st.parts[p] = pi
+	return pi, nil
+}
+
+// intern returns the item's index in the partition's vocabulary, adding
+// it; -1 once the vocabulary holds index.max_items items.
+func (pi *partitionIndex) intern(id string, maxItems int) int32 {
+	if i, ok := pi.vocab[id]; ok {
+		return i
+	}
+	if len(pi.ids) >= maxItems {
+		return -1
+	}
+	i := int32(len(pi.ids))
+	id = string([]byte(id)) // the batch's memory is released after Score
+	pi.vocab[id] = i
+	pi.ids = append(pi.ids, id)
+	return i
+}
+
+func (st *retrievalStage) user(slot int32) *userRecent {
+	for len(st.users) <= int(slot) {
+		st.users = append(st.users, userRecent{partition: noPartition})
+	}
+	return &st.users[slot]
+}
+
+func (u *userRecent) reset() {
+	u.partition = noPartition
+	u.window.Visits = u.window.Visits[:0]
+	u.excluded = u.excluded[:0]
+}
+
+// run learns the batch's applied events in input order, each in its
+// partition's index, and computes each active user's items at their last
+// applied event. Nothing it does can fail half way: an error (a bad
+// retrieval configuration) comes before anything is learned.
+func (st *retrievalStage) run(s *Scorer, rows schemas.EventRows, topK int) error {
+	b := &s.b
+	st.recs = slices.Grow(st.recs[:0], len(b.users))[:len(b.users)]
+	st.recItems, st.recScores = st.recItems[:0], st.recScores[:0]
+	for _, u := range b.active {
+		if bu := &b.users[u]; bu.fresh {
+			st.user(bu.slot).reset() // the slot held another user before
+		}
+	}
+	maxItems := st.cfg.Index.MaxItems
+	for row, flag := range b.rowFlag {
+		if flag&rowApplied == 0 {
+			continue
+		}
+		bu := &b.users[b.rowUser[row]]
+		ur := st.user(bu.slot)
+		part := rows.Partition.Value(row)
+		if flag&rowColdRestart != 0 || ur.partition != part {
+			ur.reset()
+			ur.partition = part
+		}
+		pi, err := st.partition(part)
+		if err != nil {
+			return err
+		}
+		code := rows.Type.Value(row)
+		if id := rows.ItemID.Value(row); id != "" && int(code) < len(st.weights) {
+			item := pi.intern(id, maxItems)
+			if w := st.weights[code]; item >= 0 && w > 0 {
+				pi.index.Observe(&ur.window, retrieval.Visit{Item: item, TsMs: int64(rows.Ts.Value(row)), Weight: w})
+			}
+			if item >= 0 && st.excludeType[code] && !slices.Contains(ur.excluded, item) {
+				if len(ur.excluded) >= st.maxExclude {
+					ur.excluded = slices.Delete(ur.excluded, 0, len(ur.excluded)-st.maxExclude+1)
+				}
+				ur.excluded = append(ur.excluded, item)
+			}
+		}
+		if int32(row) == bu.lastRow {
+			st.recommend(b.rowUser[row], pi, ur, topK)
+		}
+	}
+	st.count()
+	return nil
+}
+
+func (st *retrievalStage) recommend(u int32, pi *partitionIndex, ur *userRecent, topK int) {
+	var exclude func(int32) bool
+	if len(ur.excluded) > 0 {
+		exclude = func(it int32) bool { return slices.Contains(ur.excluded, it) }
+	}
+	start := len(st.recItems)
+	st.recItems = pi.retriever.Recommend(&ur.window, topK, exclude, st.recItems)
+	for _, c := range pi.retriever.Candidates()[:len(st.recItems)-start] {
+		st.recScores = append(st.recScores, c.Final)
+	}
+	st.recs[u] = recentRecs{start: int32(start), n: int32(len(st.recItems) - start)}
+}
+
+// appendRecord fills r's items and scores for batch user u, in the
+// vocabulary of the user's partition.
+func (st *retrievalStage) appendRecord(u int32, partition int32, ids []string, scores []float32) ([]string, []float32) {
+	rr := st.recs[u]
+	pi := st.parts[partition]
+	for j := rr.start; j < rr.start+rr.n; j++ {
+		ids = append(ids, pi.ids[st.recItems[j]])
+		scores = append(scores, st.recScores[j])
+	}
+	return ids, scores
+}
+
+// stats returns the items known and the visits dropped, summed over
+// partitions, as of the last batch; safe from any goroutine.
+func (st *retrievalStage) stats() (items int, dropped int64) {
+	return int(st.items.Load()), st.dropped.Load()
+}
+
+// count refreshes what stats returns.
+func (st *retrievalStage) count() {
+	var items int
+	var dropped int64
+	for _, pi := range st.parts {
+		items += len(pi.ids)
+		dropped += pi.index.Dropped()
+	}
+	st.items.Store(int64(items))
+	st.dropped.Store(dropped)
+}
+
+// savedUser is a user whose retrieval state a checkpoint keeps.
+type savedUser struct {
+	slot int32
+	id   string
+}
+
+// usersByPartition lists the store's users with retrieval state, by
+// partition, least recently refreshed first.
+func (st *retrievalStage) usersByPartition(store *state.Store) map[int32][]savedUser {
+	out := map[int32][]savedUser{}
+	store.EachSlot(func(slot int32, id string) bool {
+		if int(slot) < len(st.users) && st.users[slot].partition != noPartition {
+			p := st.users[slot].partition
+			out[p] = append(out[p], savedUser{slot, id})
+		}
+		return true
+	})
+	return out
+}

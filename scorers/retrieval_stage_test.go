@@ -1,0 +1,244 @@
+package scorers
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/recstream/recstream/schemas"
+	"github.com/recstream/recstream/scorers/internal/scorertest"
+	"github.com/recstream/recstream/scorers/state"
+)
+
+// retrievalStream is a clickstream over 4 partitions: users keyed to a
+// partition, each browsing one of a few interest groups, so that
+// co-visits carry signal, with purchases and some new items on the way.
+func retrievalStream(seed uint64, n int) []testEvent {
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	const users, groups, perGroup, parts = 60, 6, 40, 4
+	next := map[int32]int64{}
+	var evs []testEvent
+	for i := range n {
+		u := r.IntN(users)
+		part := int32(u % parts)
+		g := u % groups
+		item := fmt.Sprintf("g%d-i%03d", g, r.IntN(perGroup))
+		if i > n/2 && r.IntN(30) == 0 {
+			item = fmt.Sprintf("new-%d-%d", g, r.IntN(5)) // appear half way
+		}
+		typ := []uint8{typeView, typeView, typeView, 1, 2, typePurchase}[r.IntN(6)]
+		evs = append(evs, testEvent{user: fmt.Sprintf("u%02d", u), item: item, typ: typ,
+			ts: 1_700_000_000_000 + int64(i)*60_000, partition: part, offset: next[part]})
+		next[part]++
+	}
+	return evs
+}
+
+// interleave reorders evs as a consumer may deliver them: each partition's
+// events stay in offset order, partitions are mixed at random.
+func interleave(evs []testEvent, seed uint64) []testEvent {
+	byPart := map[int32][]testEvent{}
+	var parts []int32
+	for _, e := range evs {
+		if _, ok := byPart[e.partition]; !ok {
+			parts = append(parts, e.partition)
+		}
+		byPart[e.partition] = append(byPart[e.partition], e)
+	}
+	r := rand.New(rand.NewPCG(seed, 7))
+	out := make([]testEvent, 0, len(evs))
+	for len(out) < len(evs) {
+		p := parts[r.IntN(len(parts))]
+		if q := byPart[p]; len(q) > 0 {
+			take := min(len(q), 1+r.IntN(20))
+			out = append(out, q[:take]...)
+			byPart[p] = q[take:]
+		}
+	}
+	return out
+}
+
+func retrievalScorer(t *testing.T, dir string) *Scorer {
+	return newTestScorer(t, Config{ModelDir: dir, Recommender: RecommenderRetrieval, MaxExclude: 8})
+}
+
+// recordKey is how the drills compare rewrites: the same (user, version)
+// must carry the same record.
+func recordKey(r schemas.Recommendation) string { return fmt.Sprintf("%s@%d", r.UserID, r.Version) }
+
+func recordJSON(t *testing.T, r schemas.Recommendation) string {
+	j, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(j)
+}
+
+// TestRetrievalScorerDeterministic checks what the drills rely on: a
+// user's record at a given input position is the same however the
+// partitions interleave, wherever batches are cut, and across a
+// checkpoint (store and retrieval state) taken and restored into a new
+// scorer part way, as after kill -9.
+func TestRetrievalScorerDeterministic(t *testing.T) {
+	dir := scorertest.WriteModel(t, scorertest.Spec(200, 16, 3))
+	evs := retrievalStream(11, 6000)
+	type run struct {
+		name    string
+		order   []testEvent
+		maxCut  int
+		restart int // restore into a new scorer after this many batches; 0: never
+	}
+	runs := []run{
+		{"in input order, one batch", evs, len(evs), 0},
+		{"interleaved, batches of 1..500", interleave(evs, 1), 500, 0},
+		{"interleaved otherwise, batches of 1..40", interleave(evs, 2), 40, 0},
+		{"interleaved, restored after 7 batches", interleave(evs, 3), 300, 7},
+		{"interleaved, restored after 20 batches", interleave(evs, 4), 150, 20},
+	}
+	var want map[string]string
+	for _, rn := range runs {
+		s := retrievalScorer(t, dir)
+		got := map[string]string{}
+		cut := rand.New(rand.NewPCG(uint64(rn.maxCut), 5))
+		for start, batches := 0, 0; start < len(rn.order); batches++ {
+			if rn.restart > 0 && batches == rn.restart {
+				s = restoreInto(t, s, dir)
+			}
+			size := min(len(rn.order)-start, 1+cut.IntN(rn.maxCut))
+			for _, rec := range score(t, s, rn.order[start:start+size]) {
+				if rec.ModelVersion != s.ModelVersion() || !strings.HasPrefix(rec.ModelVersion, "retrieval-") {
+					t.Fatalf("%s: model_version %q, scorer says %q", rn.name, rec.ModelVersion, s.ModelVersion())
+				}
+				got[recordKey(rec)] = recordJSON(t, rec)
+			}
+			start += size
+		}
+		if want == nil {
+			want = got
+			continue
+		}
+		diff := 0
+		for k, g := range got {
+			if w, ok := want[k]; ok && w != g {
+				if diff++; diff <= 3 {
+					t.Errorf("%s: record %s\n got %s\nwant %s", rn.name, k, g, w)
+				}
+			}
+		}
+		if diff > 0 {
+			t.Errorf("%s: %d records differ from the first run's", rn.name, diff)
+		}
+	}
+}
+
+// restoreInto checkpoints s as the pipeline does, closes it, and returns a
+// new scorer restored from the checkpoint's files read back from disk.
+func restoreInto(t *testing.T, s *Scorer, dir string) *Scorer {
+	t.Helper()
+	snap := state.Capture(s.Store(), "events", s.ModelVersion(), map[int32]int64{})
+	var err error
+	if snap.Extras, err = s.CaptureExtras(); err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Extras) == 0 {
+		t.Fatal("the retrieval scorer captured no retrieval state")
+	}
+	ckpt, err := state.NewCheckpointStore(state.CheckpointConfig{Dir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ckpt.Save(t.Context(), snap); err != nil {
+		t.Fatal(err)
+	}
+	loaded, _, err := ckpt.LoadLatest(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := retrievalScorer(t, dir)
+	if err := loaded.Restore(n.Store()); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.RestoreExtras(loaded.Extras); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := s.Stats().RetrievalItems, n.Stats().RetrievalItems; a != b || a == 0 {
+		t.Fatalf("restored scorer knows %d items, the checkpointed one %d", b, a)
+	}
+	return n
+}
+
+// TestRetrievalScorerLearnsFromTheStream checks the recommender itself: an
+// item no model knows, first seen in one batch, is recommended from the
+// next to a user whose items co-occur with it; purchases are never
+// recommended again; a cold user gets the popular items.
+func TestRetrievalScorerLearnsFromTheStream(t *testing.T) {
+	dir := scorertest.WriteModel(t, scorertest.Spec(50, 8, 3))
+	s := retrievalScorer(t, dir)
+	var evs []testEvent
+	off := int64(0)
+	add := func(user, item string, typ uint8) {
+		evs = append(evs, testEvent{user: user, item: item, typ: typ, ts: 1_700_000_000_000 + off*1000, offset: off})
+		off++
+	}
+	// Batch 1: three users go from a known item to a brand-new one.
+	for _, u := range []string{"a", "b", "c"} {
+		add(u, "i0001", typeView)
+		add(u, "brand-new", typeView)
+	}
+	score(t, s, evs)
+	// Batch 2: d views i0001 and buys i0002.
+	evs = evs[:0]
+	add("d", "i0002", typePurchase)
+	add("d", "i0001", typeView)
+	recs := score(t, s, evs)
+	if len(recs) != 1 || recs[0].UserID != "d" {
+		t.Fatalf("records %+v, want one for d", recs)
+	}
+	if len(recs[0].Items) == 0 || recs[0].Items[0] != "brand-new" {
+		t.Errorf("d viewed i0001, which three users followed with brand-new; recommended %v", recs[0].Items)
+	}
+	if slices.Contains(recs[0].Items, "i0002") || slices.Contains(recs[0].Items, "i0001") && recs[0].Items[0] == "i0001" {
+		t.Errorf("d bought i0002, yet it is recommended: %v", recs[0].Items)
+	}
+	for i := 1; i < len(recs[0].Scores); i++ {
+		if recs[0].Scores[i] > recs[0].Scores[i-1] {
+			t.Errorf("scores not best first: %v", recs[0].Scores)
+		}
+	}
+	// Batch 3: a cold user with an item nobody else had.
+	evs = evs[:0]
+	add("e", "lonely", typeView)
+	recs = score(t, s, evs)
+	if len(recs) != 1 || len(recs[0].Items) == 0 || !slices.Contains(recs[0].Items, "i0001") {
+		t.Errorf("cold user e should get the popular items (i0001 first among them): %+v", recs)
+	}
+	if st := s.Stats(); st.Recommender != RecommenderRetrieval || st.RetrievalItems != 4 || st.Device != DeviceCPU {
+		t.Errorf("stats %+v, want the retrieval recommender knowing 4 items", st)
+	}
+}
+
+func TestRetrievalScorerConfig(t *testing.T) {
+	dir := scorertest.WriteModel(t, scorertest.Spec(20, 8, 3))
+	for _, tc := range []struct {
+		name   string
+		change func(c *Config)
+		want   string
+	}{
+		{"unknown recommender", func(c *Config) { c.Recommender = "magic" }, `recommender: must be model or retrieval, got "magic"`},
+		{"neighbours", func(c *Config) { c.Retrieval.Index.Neighbours = -1 }, "retrieval.index.neighbours: must be in [1, 65535], got -1"},
+		{"recent above window", func(c *Config) { c.Retrieval.Recent = 50 }, "retrieval.recent: must be in [1, index.window=10], got 50"},
+		{"negative weight", func(c *Config) { c.Retrieval.Weights.Trending = -1 }, "retrieval.weights.trending: must be >= 0, got -1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{ModelDir: dir, Recommender: RecommenderRetrieval}
+			tc.change(&cfg)
+			_, err := NewScorer(cfg, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to name %q", err, tc.want)
+			}
+		})
+	}
+}
