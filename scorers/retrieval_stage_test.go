@@ -242,3 +242,89 @@ func TestRetrievalScorerConfig(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRetrievalScore measures Scorer.Score with the retrieval
+// recommender end to end (grouping, learning each event, candidates from
+// four sources, exclusion, ranking, records) on 1024 users of one event
+// each, after a warm-up that fills the neighbour lists. The catalogue
+// grows from 10k to 1M items: retrieval reads neighbour lists, whose size
+// is capped, so its cost should not grow with it.
+func BenchmarkRetrievalScore(b *testing.B) {
+	dir := scorertest.WriteModel(b, scorertest.Spec(100, 8, 1))
+	for _, items := range []int{benchItems, 10 * benchItems, 100 * benchItems} {
+		b.Run(fmt.Sprintf("items=%d/B=1024", items), func(b *testing.B) {
+			s, err := NewScorer(Config{ModelDir: dir, Recommender: RecommenderRetrieval}, nil)
+			if err != nil {
+				b.Fatalf("new scorer (run make setup): %v", err)
+			}
+			defer s.Close()
+			const users, batch, warm = 50_000, 1024, 300
+			g := newBenchStream(items, users, 4)
+			for range warm {
+				out, err := s.Score(b.Context(), g.batch(b, batch))
+				if err != nil {
+					b.Fatal(err)
+				}
+				out.Release()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				in := g.batch(b, batch)
+				b.StartTimer()
+				out, err := s.Score(b.Context(), in)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				out.Release()
+				in.Release()
+				b.StartTimer()
+			}
+			reportRefreshes(b, batch)
+			b.ReportMetric(float64(s.Stats().RetrievalItems), "items-known")
+		})
+	}
+}
+
+// benchStream draws a clickstream with structure: each user browses an
+// interest group (a block of the catalogue) 80 % of the time, the whole
+// catalogue otherwise, items Zipf-distributed within either; users are
+// keyed to parts partitions.
+type benchStream struct {
+	r               *rand.Rand
+	groupZipf, zipf *rand.Zipf
+	items, users    int
+	parts           int32
+	block           int
+	offsets         []int64
+	evs             []testEvent
+	tsMs            int64
+}
+
+func newBenchStream(items, users, parts int) *benchStream {
+	r := rand.New(rand.NewPCG(9, 10))
+	const groups = 100
+	block := items / groups
+	return &benchStream{r: r, items: items, users: users, parts: int32(parts), block: block,
+		groupZipf: rand.NewZipf(r, 1.1, 2, uint64(block-1)), zipf: rand.NewZipf(r, 1.1, 2, uint64(items-1)),
+		offsets: make([]int64, parts), tsMs: 1_700_000_000_000}
+}
+
+func (g *benchStream) batch(tb testing.TB, n int) *schemas.EventBatch {
+	g.evs = g.evs[:0]
+	for range n {
+		u := g.r.IntN(g.users)
+		part := int32(u) % g.parts
+		item := int(g.zipf.Uint64())
+		if g.r.IntN(5) != 0 {
+			item = (u%100)*g.block + int(g.groupZipf.Uint64())
+		}
+		g.tsMs += 50
+		g.evs = append(g.evs, testEvent{user: fmt.Sprintf("user-%06d", u), item: fmt.Sprintf("i%07d", item),
+			typ: uint8(g.r.IntN(4)), ts: g.tsMs, partition: part, offset: g.offsets[part]})
+		g.offsets[part]++
+	}
+	return makeBatch(tb, g.evs)
+}

@@ -215,3 +215,48 @@ func TestSequenceModelHistoriesRoundTrip(t *testing.T) {
 		t.Fatal("a checkpoint of histories restored into a store of states")
 	}
 }
+
+// TestExtrasRoundTripAndCorruption checks the scorer's extra files: given
+// back byte for byte, a corrupted one makes the generation invalid (the
+// previous one is loaded), and names that would escape the generation or
+// shadow its own files are refused.
+func TestExtrasRoundTripAndCorruption(t *testing.T) {
+	ctx := context.Background()
+	store, err := NewCheckpointStore(CheckpointConfig{Dir: t.TempDir()}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filledStore(t, 5, 1)
+	for gen, payload := range []string{"first", "second"} {
+		snap := Capture(src, "events", "ut-1", map[int32]int64{0: int64(gen)})
+		snap.Extras = map[string][]byte{"retrieval-0000.bin": []byte(payload), "retrieval-0001.bin": {}}
+		if _, err := store.Save(ctx, snap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap, m, err := store.LoadLatest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Generation != 2 || string(snap.Extras["retrieval-0000.bin"]) != "second" || len(snap.Extras) != 2 {
+		t.Fatalf("generation %d extras %q, want generation 2 with its two files", m.Generation, snap.Extras)
+	}
+	gens, _ := store.Generations()
+	if err := os.WriteFile(filepath.Join(store.genDir(gens[0]), "retrieval-0000.bin"), []byte("secxnd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap, m, err = store.LoadLatest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Generation != 1 || string(snap.Extras["retrieval-0000.bin"]) != "first" {
+		t.Fatalf("after corrupting generation 2's extra file: loaded generation %d, extras %q; want generation 1", m.Generation, snap.Extras)
+	}
+	for _, name := range []string{"../escape", "MANIFEST.json", "partition-0000.arrow", ".hidden", ""} {
+		snap := Capture(src, "events", "ut-1", nil)
+		snap.Extras = map[string][]byte{name: []byte("x")}
+		if _, err := store.Save(ctx, snap); err == nil {
+			t.Errorf("extra file %q was accepted", name)
+		}
+	}
+}
