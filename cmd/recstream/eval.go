@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,11 +12,13 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
 
 	"github.com/recstream/recstream/cmd/recstream/internal/config"
 	"github.com/recstream/recstream/cmd/recstream/internal/evaluation"
 	"github.com/recstream/recstream/scorers"
 	"github.com/recstream/recstream/scorers/models"
+	"github.com/recstream/recstream/scorers/retrieval"
 )
 
 // evalOptions are the evaluation knobs `eval` and `train` share.
@@ -28,6 +31,30 @@ type evalOptions struct {
 	jsonPath     string
 	plotPath     string
 	plotTimePath string
+	// retrievalPath is a YAML file of retrieval.Config fields (the keys of
+	// the scorer.retrieval block).
+	retrievalPath string
+}
+
+// retrievalConfig reads --retrieval, or returns the defaults without it.
+func (o evalOptions) retrievalConfig() (retrieval.Config, error) {
+	var cfg retrieval.Config
+	if o.retrievalPath == "" {
+		return cfg, nil
+	}
+	raw, err := os.ReadFile(o.retrievalPath)
+	if err != nil {
+		return cfg, fmt.Errorf("--retrieval: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("--retrieval %s: %w", o.retrievalPath, err)
+	}
+	if err := cfg.WithDefaults().Validate(); err != nil {
+		return cfg, fmt.Errorf("--retrieval %s: %w", o.retrievalPath, err)
+	}
+	return cfg, nil
 }
 
 func (o *evalOptions) register(cmd *cobra.Command) {
@@ -40,6 +67,7 @@ func (o *evalOptions) register(cmd *cobra.Command) {
 	f.StringVar(&o.jsonPath, "json", "", "write the evaluation report as JSON to this file")
 	f.StringVar(&o.plotPath, "plot", "", "draw the metrics per recommender as a bar chart into this file (.png, .svg, .pdf)")
 	f.StringVar(&o.plotTimePath, "plot-time", "", "draw HR@k over time per recommender into this file")
+	f.StringVar(&o.retrievalPath, "retrieval", "", "YAML file with the keys of a scorer.retrieval block: evaluate that configuration of the retrieval recommender instead of the defaults")
 }
 
 // modelTopK is the K models are written with: one more than the lists
@@ -206,7 +234,11 @@ func runEvaluation(ctx context.Context, ds *evaluation.Dataset, split int, model
 	}
 	hcfg := evaluation.HarnessConfig{K: o.k, EvalStart: split, Repeats: o.repeats, ExcludeSeen: o.excludeSeen}.WithDefaults()
 	depth := hcfg.Depth()
-	pipeline, err := evaluation.NewRetrieval(ds, evaluation.RetrievalConfig{ExcludeSeen: o.excludeSeen})
+	rcfg, err := o.retrievalConfig()
+	if err != nil {
+		return nil, usageError{err}
+	}
+	pipeline, err := evaluation.NewRetrieval(ds, evaluation.RetrievalConfig{Config: rcfg, ExcludeSeen: o.excludeSeen})
 	if err != nil {
 		return nil, err
 	}

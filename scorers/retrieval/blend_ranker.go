@@ -3,7 +3,6 @@ package retrieval
 import (
 	"cmp"
 	"fmt"
-	"slices"
 )
 
 // BlendRanker orders candidates by a weighted sum of their sources'
@@ -12,9 +11,15 @@ import (
 // model: the fallback and the baseline a learned ranker must beat.
 type BlendRanker struct {
 	weights []float64
-	keys    []float64
-	order   []int
+	order   []ranked
 	sorted  []Candidate
+}
+
+// ranked is a candidate's position and blended score while ranking.
+type ranked struct {
+	i    int
+	key  float64
+	item int32
 }
 
 // NewBlendRanker returns a ranker with one weight per source of the
@@ -31,37 +36,38 @@ func NewBlendRanker(weights ...float64) (*BlendRanker, error) {
 	return &BlendRanker{weights: weights}, nil
 }
 
-// Rank sorts cands best first, ties by item index, and sets their Final
-// score.
-func (r *BlendRanker) Rank(cands []Candidate) {
+// Rank implements Ranker: the k best first, ties by item index, each
+// candidate's Final set to its blended score.
+func (r *BlendRanker) Rank(cands []Candidate, k int) {
 	var best [MaxSources]float32
 	for i := range cands {
 		for s := range r.weights {
 			best[s] = max(best[s], cands[i].Score[s])
 		}
 	}
-	r.keys = r.keys[:0]
 	r.order = r.order[:0]
 	for i := range cands {
-		k := 0.0
+		key := 0.0
 		for s, w := range r.weights {
 			if best[s] > 0 {
-				k += w * float64(cands[i].Score[s]/best[s])
+				key += w * float64(cands[i].Score[s]/best[s])
 			}
 		}
-		cands[i].Final = float32(k)
-		r.keys = append(r.keys, k)
-		r.order = append(r.order, i)
+		cands[i].Final = float32(key)
+		r.order = append(r.order, ranked{i: i, key: key, item: cands[i].Item})
 	}
-	slices.SortFunc(r.order, func(a, b int) int {
-		if c := cmp.Compare(r.keys[b], r.keys[a]); c != 0 {
-			return c
+	selectTop(r.order, k, func(a, b ranked) int {
+		switch {
+		case a.key > b.key:
+			return -1
+		case a.key < b.key:
+			return 1
 		}
-		return cmp.Compare(cands[a].Item, cands[b].Item)
+		return cmp.Compare(a.item, b.item)
 	})
 	r.sorted = r.sorted[:0]
-	for _, i := range r.order {
-		r.sorted = append(r.sorted, cands[i])
+	for _, o := range r.order {
+		r.sorted = append(r.sorted, cands[o.i])
 	}
 	copy(cands, r.sorted)
 }

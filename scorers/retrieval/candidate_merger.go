@@ -64,33 +64,16 @@ func (m *Merger) Sources() []string {
 
 // Merge appends to dst the candidates for the user whose window is w: up
 // to each source's limit of items that exclude does not reject (exclude
-// may be nil), in order of first proposal, and returns dst. A source whose
-// proposals were excluded is asked for more, so that exclusion does not
-// leave the list short while the source has more to give.
+// may be nil; the sources skip them, so a list is not left short while a
+// source has more to give), in order of first proposal, and returns dst.
 func (m *Merger) Merge(w *Window, exclude func(item int32) bool, dst []Candidate) []Candidate {
 	start := len(dst)
 	for si, src := range m.sources {
-		ask := src.Limit
-		for {
-			m.scratch = src.Source.Propose(w, ask, m.scratch[:0])
-			kept := 0
-			for _, e := range m.scratch {
-				if exclude == nil || !exclude(e.Item) {
-					kept++
-				}
-			}
-			if kept >= src.Limit || len(m.scratch) < ask {
-				break
-			}
-			ask *= 4
-		}
+		m.scratch = src.Source.Propose(w, src.Limit, exclude, m.scratch[:0])
 		rank := 0
 		for _, e := range m.scratch {
 			if rank == src.Limit {
 				break
-			}
-			if exclude != nil && exclude(e.Item) {
-				continue
 			}
 			rank++
 			if int(e.Item) >= len(m.pos) {

@@ -1,6 +1,7 @@
 package retrieval
 
 import (
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -13,9 +14,17 @@ type listSource struct {
 }
 
 func (s *listSource) Name() string { return s.name }
-func (s *listSource) Propose(_ *Window, limit int, dst []Edge) []Edge {
+func (s *listSource) Propose(_ *Window, limit int, exclude func(int32) bool, dst []Edge) []Edge {
 	s.asks = append(s.asks, limit)
-	return append(dst, s.items[:min(limit, len(s.items))]...)
+	for _, e := range s.items {
+		if len(dst) == limit {
+			break
+		}
+		if exclude == nil || !exclude(e.Item) {
+			dst = append(dst, e)
+		}
+	}
+	return dst
 }
 
 func edges(items ...int32) []Edge {
@@ -49,11 +58,11 @@ func TestMergerProvenanceLimitsAndExclusion(t *testing.T) {
 			want: []int32{5, 6, 9},
 		},
 		{
-			name: "excluded items are removed before ranking and made up for by asking again",
+			name: "excluded items are removed before ranking, by the sources, which fill their limit",
 			a:    []int32{5, 6, 7, 8, 9, 10}, b: []int32{6, 11}, limitA: 2, exclude: []int32{5, 6},
 			want:     []int32{7, 8, 11},
 			wantRank: map[int32][2]uint16{7: {1, 0}, 8: {2, 0}, 11: {0, 1}},
-			asksA:    []int{2, 8},
+			asksA:    []int{2},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,17 +120,50 @@ func TestBlendRanker(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := slices.Clone(cands)
-		r.Rank(c)
-		var got []int32
-		for _, x := range c {
-			got = append(got, x.Item)
-		}
-		if !slices.Equal(got, tc.want) {
-			t.Errorf("weights %v: order %v, want %v", tc.weights, got, tc.want)
+		for k := 1; k <= len(cands); k++ {
+			c := slices.Clone(cands)
+			r.Rank(c, k)
+			var got []int32
+			for _, x := range c {
+				got = append(got, x.Item)
+			}
+			if !slices.Equal(got[:k], tc.want[:k]) {
+				t.Errorf("weights %v, top %d: order %v, want %v first", tc.weights, k, got, tc.want[:k])
+			}
+			for i := 1; i < k; i++ {
+				if c[i].Final > c[i-1].Final {
+					t.Errorf("weights %v: Final scores not best first: %v then %v", tc.weights, c[i-1].Final, c[i].Final)
+				}
+			}
 		}
 	}
 	if _, err := NewBlendRanker(-1); err == nil {
 		t.Error("a negative weight was accepted")
+	}
+}
+
+// TestSelectTop checks the partial selection against a full sort, on
+// lists with many ties (broken by the item index).
+func TestSelectTop(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := range 300 {
+		n := r.IntN(300)
+		es := make([]Edge, n)
+		for i := range es {
+			es[i] = Edge{Item: int32(i), Weight: float32(r.IntN(8))}
+		}
+		r.Shuffle(n, func(i, j int) { es[i], es[j] = es[j], es[i] })
+		want := slices.Clone(es)
+		slices.SortFunc(want, heavierFirst)
+		k := r.IntN(n + 5)
+		got := slices.Clone(es)
+		selectTop(got, k, heavierFirst)
+		if m := min(k, n); !slices.Equal(got[:m], want[:m]) {
+			t.Fatalf("trial %d: top %d of %d: %v, want %v", trial, k, n, got[:m], want[:m])
+		}
+		slices.SortFunc(got, heavierFirst)
+		if !slices.Equal(got, want) {
+			t.Fatalf("trial %d: selectTop lost or duplicated elements", trial)
+		}
 	}
 }

@@ -11,8 +11,10 @@ type Source interface {
 	// Name identifies the source in provenance and reports.
 	Name() string
 	// Propose appends up to limit candidates for the user whose window is
-	// w, best first, each with the source's score, and returns dst.
-	Propose(w *Window, limit int, dst []Edge) []Edge
+	// w, best first, each with the source's score, none that exclude
+	// rejects (exclude may be nil), and returns dst. Excluding inside the
+	// source, rather than after, keeps the list full without asking twice.
+	Propose(w *Window, limit int, exclude func(item int32) bool, dst []Edge) []Edge
 }
 
 // accumulator sums scores per item over a call, and takes the best.
@@ -31,16 +33,25 @@ func (a *accumulator) add(item int32, s float64) {
 	a.score[item] += s
 }
 
-// appendBest appends the limit best items, best first (ties by item
-// index), and resets the accumulator.
-func (a *accumulator) appendBest(limit int, dst []Edge) []Edge {
+// scale multiplies each touched item's score by f(item).
+func (a *accumulator) scale(f func(item int32) float64) {
+	for _, it := range a.touched {
+		a.score[it] *= f(it)
+	}
+}
+
+// appendBest appends the limit best items that exclude does not reject,
+// best first (ties by item index), and resets the accumulator.
+func (a *accumulator) appendBest(limit int, exclude func(int32) bool, dst []Edge) []Edge {
 	start := len(dst)
 	for _, it := range a.touched {
-		dst = append(dst, Edge{Item: it, Weight: float32(a.score[it])})
+		if exclude == nil || !exclude(it) {
+			dst = append(dst, Edge{Item: it, Weight: float32(a.score[it])})
+		}
 		a.score[it] = 0
 	}
 	a.touched = a.touched[:0]
-	slices.SortFunc(dst[start:], heavierFirst)
+	selectTop(dst[start:], limit, heavierFirst)
 	return dst[:min(len(dst), start+limit)]
 }
 
@@ -53,16 +64,26 @@ type Normalisation struct {
 	A, B float64
 }
 
-func (n Normalisation) apply(c float32, countA, countB float64) float64 {
-	if countA <= 0 || countB <= 0 {
+// divisor returns 1/count^e (0 for a count <= 0), with the exponents the
+// tuning tries computed by square roots: math.Pow was a fifth of the
+// retrieval's time.
+func divisor(count, e float64) float64 {
+	if count <= 0 {
 		return 0
 	}
-	v := float64(c)
-	if n.A != 0 {
-		v /= math.Pow(countA, n.A)
+	switch e {
+	case 0:
+		return 1
+	case 1:
+		return 1 / count
+	case 0.5:
+		return 1 / math.Sqrt(count)
+	case -0.5:
+		return math.Sqrt(count)
+	case 0.25:
+		return 1 / math.Sqrt(math.Sqrt(count))
+	case -0.25:
+		return math.Sqrt(math.Sqrt(count))
 	}
-	if n.B != 0 {
-		v /= math.Pow(countB, n.B)
-	}
-	return v
+	return math.Pow(count, -e)
 }

@@ -15,15 +15,16 @@ type CovisitSource struct {
 	// co-visit weight.
 	Norm Normalisation
 
-	acc     accumulator
-	scratch []Edge
+	acc accumulator
 }
 
 // Name implements Source.
 func (s *CovisitSource) Name() string { return "covisit" }
 
-// Propose implements Source.
-func (s *CovisitSource) Propose(w *Window, limit int, dst []Edge) []Edge {
+// Propose implements Source. Each voter's edges are summed unsorted, and
+// the candidate's share of the normalisation, common to every voter, is
+// applied once per candidate.
+func (s *CovisitSource) Propose(w *Window, limit int, exclude func(int32) bool, dst []Edge) []Edge {
 	recent, decay := s.Recent, s.Decay
 	if recent <= 0 {
 		recent = 3
@@ -31,16 +32,18 @@ func (s *CovisitSource) Propose(w *Window, limit int, dst []Edge) []Edge {
 	if decay <= 0 {
 		decay = 0.5
 	}
+	x := s.Index
 	vote := 1.0
 	n := len(w.Visits)
 	for back := 1; back <= min(recent, n); back++ {
 		a := w.Visits[n-back].Item
-		countA := s.Index.Count(a)
-		s.scratch = s.Index.Covisits(a, s.scratch[:0])
-		for _, e := range s.scratch {
-			s.acc.add(e.Item, vote*s.Norm.apply(e.Weight, countA, s.Index.Count(e.Item)))
+		if f := vote * divisor(x.Count(a), s.Norm.A) / x.gain; f > 0 {
+			for _, e := range x.items[a].covisits {
+				s.acc.add(e.Item, f*float64(e.Weight))
+			}
 		}
 		vote *= decay
 	}
-	return s.acc.appendBest(limit, dst)
+	s.acc.scale(func(b int32) float64 { return divisor(x.Count(b), s.Norm.B) })
+	return s.acc.appendBest(limit, exclude, dst)
 }

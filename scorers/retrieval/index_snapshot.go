@@ -37,7 +37,7 @@ func (x *Index) MarshalBinary() ([]byte, error) {
 	b = le.AppendUint32(b, uint32(len(x.items)))
 	for i := range x.items {
 		it := &x.items[i]
-		b = le.AppendUint64(b, math.Float64bits(it.count))
+		b = le.AppendUint64(b, math.Float64bits(x.counts[i]))
 		b = le.AppendUint64(b, math.Float64bits(it.trend))
 		for _, l := range [][]Edge{it.covisits, it.successors} {
 			b = le.AppendUint16(b, uint16(len(l)))
@@ -85,10 +85,11 @@ func (x *Index) UnmarshalBinary(data []byte) error {
 	}
 	if r.err == nil {
 		y.items = make([]itemStats, n)
+		y.counts = make([]float64, n)
 	}
 	for i := 0; i < n && r.err == nil; i++ {
 		it := &y.items[i]
-		it.count, it.trend = math.Float64frombits(r.u64()), math.Float64frombits(r.u64())
+		y.counts[i], it.trend = math.Float64frombits(r.u64()), math.Float64frombits(r.u64())
 		it.covisits = r.edges(y.cfg.Neighbours)
 		it.successors = r.edges(y.cfg.Neighbours)
 	}

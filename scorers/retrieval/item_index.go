@@ -70,9 +70,10 @@ type Edge struct {
 
 // itemStats is what the index knows of one item.
 type itemStats struct {
-	// count and trend are the item's decayed visit weights, with the long
-	// and the trend half-life.
-	count, trend float64
+	// trend is the item's decayed visit weight with the trend half-life
+	// (the long one's is Index.counts, dense: the sources read it for every
+	// candidate).
+	trend float64
 	// covisits are the items visited near it by the same users, both ways;
 	// successors the items visited right after it. Each holds at most
 	// Neighbours edges, in no order.
@@ -101,6 +102,9 @@ type itemStats struct {
 type Index struct {
 	cfg   IndexConfig
 	items []itemStats
+	// counts are the items' decayed visit weights (long half-life), by
+	// item, beside items for the cache's sake.
+	counts []float64
 	// nowMs is the largest visit time seen; anchorMs the time at which the
 	// stored weights are unscaled; gain and trendGain are the scales at
 	// nowMs, 2^((nowMs-anchorMs)/half-life).
@@ -148,11 +152,12 @@ func (x *Index) Observe(w *Window, v Visit) {
 	x.advance(v.TsMs)
 	if int(v.Item) >= len(x.items) {
 		x.items = slices.Grow(x.items, int(v.Item)+1-len(x.items))[:int(v.Item)+1]
+		x.counts = slices.Grow(x.counts, int(v.Item)+1-len(x.counts))[:int(v.Item)+1]
 	}
 	it := &x.items[v.Item]
-	it.count += float64(v.Weight) * x.gain
+	x.counts[v.Item] += float64(v.Weight) * x.gain
 	it.trend += float64(v.Weight) * x.trendGain
-	x.popular.offer(v.Item, it.count)
+	x.popular.offer(v.Item, x.counts[v.Item])
 	x.trendy.offer(v.Item, it.trend)
 	if last, ok := w.Last(); !ok || last.Item != v.Item {
 		n := len(w.Visits)
@@ -226,7 +231,7 @@ func (x *Index) rescale() {
 	f, ft := math.Exp2(-e), math.Exp2(-et)
 	for i := range x.items {
 		it := &x.items[i]
-		it.count *= f
+		x.counts[i] *= f
 		it.trend *= ft
 		it.covisits = scaleEdges(it.covisits, f)
 		it.successors = scaleEdges(it.successors, f)
@@ -252,10 +257,10 @@ func scaleEdges(l []Edge, f float64) []Edge {
 
 // Count returns item's decayed visit weight now (0 for an unknown item).
 func (x *Index) Count(item int32) float64 {
-	if item < 0 || int(item) >= len(x.items) {
+	if item < 0 || int(item) >= len(x.counts) {
 		return 0
 	}
-	return x.items[item].count / x.gain
+	return x.counts[item] / x.gain
 }
 
 // Trend returns item's decayed visit weight with the trend half-life.
@@ -290,20 +295,31 @@ func (x *Index) edges(item int32, dst []Edge, pick func(*itemStats) []Edge) []Ed
 }
 
 // heavierFirst orders edges by weight descending, then item ascending.
+// Weights are never NaN, so plain comparisons do (cmp.Compare's NaN
+// handling cost a tenth of the retrieval's time).
 func heavierFirst(a, b Edge) int {
-	if c := cmp.Compare(b.Weight, a.Weight); c != 0 {
-		return c
+	switch {
+	case a.Weight > b.Weight:
+		return -1
+	case a.Weight < b.Weight:
+		return 1
+	case a.Item < b.Item:
+		return -1
+	case a.Item > b.Item:
+		return 1
 	}
-	return cmp.Compare(a.Item, b.Item)
+	return 0
 }
 
 // Popular appends up to n of the most visited items (decayed with the long
 // half-life), most first, and returns dst.
-func (x *Index) Popular(n int, dst []Edge) []Edge { return x.popular.appendTop(n, x.gain, dst) }
+func (x *Index) Popular(n int, dst []Edge) []Edge { return x.popular.appendTop(n, x.gain, nil, dst) }
 
 // Trending appends up to n of the items most visited lately (the trend
 // half-life), most first, and returns dst.
-func (x *Index) Trending(n int, dst []Edge) []Edge { return x.trendy.appendTop(n, x.trendGain, dst) }
+func (x *Index) Trending(n int, dst []Edge) []Edge {
+	return x.trendy.appendTop(n, x.trendGain, nil, dst)
+}
 
 // Stats describes an index.
 type Stats struct {
@@ -326,8 +342,8 @@ func (x *Index) Dropped() int64 { return x.dropped }
 // Stats returns the index's size and counters.
 func (x *Index) Stats() Stats {
 	s := Stats{Items: len(x.items), Visits: x.visits, Dropped: x.dropped, Rescales: x.rescales}
-	const edgeBytes, statsBytes = 8, 16 + 2*24
-	s.Bytes = int64(cap(x.items)) * statsBytes
+	const edgeBytes, statsBytes = 8, 8 + 2*24
+	s.Bytes = int64(cap(x.items))*statsBytes + int64(cap(x.counts))*8
 	for i := range x.items {
 		it := &x.items[i]
 		s.Edges += len(it.covisits) + len(it.successors)

@@ -118,7 +118,7 @@ func TestIndexNewItemIsRecommendedNextBatch(t *testing.T) {
 	// Batch t+1: user 2 views item 3.
 	x.Observe(&windows[2], Visit{Item: 3, TsMs: ts + 3, Weight: 1})
 	for _, src := range []Source{&CovisitSource{Index: x}, &TransitionSource{Index: x}} {
-		got := src.Propose(&windows[2], 50, nil)
+		got := src.Propose(&windows[2], 50, nil, nil)
 		if !slices.ContainsFunc(got, func(e Edge) bool { return e.Item == 500 }) {
 			t.Errorf("%s proposes %v to user 2, without the new item 500", src.Name(), got)
 		}

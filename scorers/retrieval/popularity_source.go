@@ -8,8 +8,8 @@ type PopularSource struct{ Index *Index }
 func (s *PopularSource) Name() string { return "popular" }
 
 // Propose implements Source; w is not read.
-func (s *PopularSource) Propose(_ *Window, limit int, dst []Edge) []Edge {
-	return s.Index.Popular(limit, dst)
+func (s *PopularSource) Propose(_ *Window, limit int, exclude func(int32) bool, dst []Edge) []Edge {
+	return s.Index.popular.appendTop(limit, s.Index.gain, exclude, dst)
 }
 
 // TrendingSource proposes the items most visited lately (the index's trend
@@ -20,6 +20,6 @@ type TrendingSource struct{ Index *Index }
 func (s *TrendingSource) Name() string { return "trending" }
 
 // Propose implements Source; w is not read.
-func (s *TrendingSource) Propose(_ *Window, limit int, dst []Edge) []Edge {
-	return s.Index.Trending(limit, dst)
+func (s *TrendingSource) Propose(_ *Window, limit int, exclude func(int32) bool, dst []Edge) []Edge {
+	return s.Index.trendy.appendTop(limit, s.Index.trendGain, exclude, dst)
 }

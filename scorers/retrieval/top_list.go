@@ -47,10 +47,17 @@ func (t *topList) scale(f float64) {
 	}
 }
 
-// appendTop appends up to n items, their values divided by gain.
-func (t *topList) appendTop(n int, gain float64, dst []Edge) []Edge {
-	for _, s := range t.items[:min(n, len(t.items))] {
-		dst = append(dst, Edge{Item: s.item, Weight: float32(s.value / gain)})
+// appendTop appends up to n items that exclude does not reject (exclude
+// may be nil), their values divided by gain.
+func (t *topList) appendTop(n int, gain float64, exclude func(int32) bool, dst []Edge) []Edge {
+	for _, s := range t.items {
+		if n == 0 {
+			break
+		}
+		if exclude == nil || !exclude(s.item) {
+			dst = append(dst, Edge{Item: s.item, Weight: float32(s.value / gain)})
+			n--
+		}
 	}
 	return dst
 }

@@ -9,23 +9,24 @@ type TransitionSource struct {
 	// transition weight.
 	Norm Normalisation
 
-	acc     accumulator
-	scratch []Edge
+	acc accumulator
 }
 
 // Name implements Source.
 func (s *TransitionSource) Name() string { return "transition" }
 
 // Propose implements Source.
-func (s *TransitionSource) Propose(w *Window, limit int, dst []Edge) []Edge {
+func (s *TransitionSource) Propose(w *Window, limit int, exclude func(int32) bool, dst []Edge) []Edge {
 	last, ok := w.Last()
 	if !ok {
 		return dst
 	}
-	countA := s.Index.Count(last.Item)
-	s.scratch = s.Index.Successors(last.Item, s.scratch[:0])
-	for _, e := range s.scratch {
-		s.acc.add(e.Item, s.Norm.apply(e.Weight, countA, s.Index.Count(e.Item)))
+	x := s.Index
+	if f := divisor(x.Count(last.Item), s.Norm.A) / x.gain; f > 0 {
+		for _, e := range x.items[last.Item].successors {
+			s.acc.add(e.Item, f*float64(e.Weight))
+		}
 	}
-	return s.acc.appendBest(limit, dst)
+	s.acc.scale(func(b int32) float64 { return divisor(x.Count(b), s.Norm.B) })
+	return s.acc.appendBest(limit, exclude, dst)
 }
