@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/recstream/recstream/schemas"
@@ -36,10 +38,10 @@ type retrievalStage struct {
 	excludeType []bool    // type code -> its item is excluded for the user
 	maxExclude  int
 	parts       map[int32]*partitionIndex
-	users       []userRecent // by store slot
-	recs        []recentRecs // per batch user: the record's items
-	recItems    []int32
-	recScores   []float32
+	users       []userRecent      // by store slot
+	recs        []recentRecs      // per batch user: the record's items
+	order       []*partitionIndex // the batch's partitions, first-seen order
+	userPart    []int32           // per batch user: their partition in the batch
 	// items and dropped are stats(), kept for readers on other goroutines.
 	items, dropped atomic.Int64
 }
@@ -50,6 +52,11 @@ type partitionIndex struct {
 	vocab     map[string]int32
 	ids       []string
 	retriever *retrieval.Retriever
+	// Per batch: the partition's applied rows, in input order, and the
+	// items chosen for its users.
+	rows      []int32
+	recItems  []int32
+	recScores []float32
 }
 
 // userRecent is a user's retrieval state: their window (newest distinct
@@ -63,8 +70,12 @@ type userRecent struct {
 
 const noPartition = -1
 
-// recentRecs is where a batch user's items are in recItems.
-type recentRecs struct{ start, n int32 }
+// recentRecs is where a batch user's items are: in their partition's
+// recItems.
+type recentRecs struct {
+	pi       *partitionIndex
+	start, n int32
+}
 
 func newRetrievalStage(cfg Config) (*retrievalStage, error) {
 	rc := cfg.Retrieval.WithDefaults()
@@ -135,32 +146,88 @@ func (u *userRecent) reset() {
 
 // run learns the batch's applied events in input order, each in its
 // partition's index, and computes each active user's items at their last
-// applied event. Nothing it does can fail half way: an error (a bad
-// retrieval configuration) comes before anything is learned.
+// applied event. Partitions share nothing, so they run in parallel, one
+// goroutine per partition up to GOMAXPROCS; a batch in which a user has
+// events from two partitions (the input was re-keyed) runs on one
+// goroutine, as that user's state is then shared. Nothing can fail half
+// way: an error (a bad retrieval configuration) comes before anything is
+// learned.
 func (st *retrievalStage) run(s *Scorer, rows schemas.EventRows, topK int) error {
 	b := &s.b
 	st.recs = slices.Grow(st.recs[:0], len(b.users))[:len(b.users)]
-	st.recItems, st.recScores = st.recItems[:0], st.recScores[:0]
 	for _, u := range b.active {
 		if bu := &b.users[u]; bu.fresh {
 			st.user(bu.slot).reset() // the slot held another user before
 		}
 	}
-	maxItems := st.cfg.Index.MaxItems
+	// Group the applied rows by partition, keeping their order, and make
+	// every state the workers touch exist first: they only read the maps.
+	for _, pi := range st.parts {
+		pi.rows, pi.recItems, pi.recScores = pi.rows[:0], pi.recItems[:0], pi.recScores[:0]
+	}
+	st.order = st.order[:0]
+	userPart := st.userPart[:0]
+	for range b.users {
+		userPart = append(userPart, noPartition)
+	}
+	st.userPart = userPart
+	shared := false
 	for row, flag := range b.rowFlag {
 		if flag&rowApplied == 0 {
 			continue
 		}
-		bu := &b.users[b.rowUser[row]]
-		ur := st.user(bu.slot)
+		u := b.rowUser[row]
 		part := rows.Partition.Value(row)
-		if flag&rowColdRestart != 0 || ur.partition != part {
-			ur.reset()
-			ur.partition = part
-		}
 		pi, err := st.partition(part)
 		if err != nil {
 			return err
+		}
+		if len(pi.rows) == 0 {
+			st.order = append(st.order, pi)
+		}
+		pi.rows = append(pi.rows, int32(row))
+		st.user(b.users[u].slot)
+		if userPart[u] != noPartition && userPart[u] != part {
+			shared = true
+		}
+		userPart[u] = part
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(st.order))
+	if shared || workers <= 1 {
+		for _, pi := range st.order {
+			st.learn(s, rows, pi, topK)
+		}
+	} else {
+		var next atomic.Int32
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for i := int(next.Add(1)) - 1; i < len(st.order); i = int(next.Add(1)) - 1 {
+					st.learn(s, rows, st.order[i], topK)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	st.count()
+	return nil
+}
+
+// learn runs one partition's rows of the batch: each is learned by the
+// index and its user's window, and a user's items are chosen at their
+// last row.
+func (st *retrievalStage) learn(s *Scorer, rows schemas.EventRows, pi *partitionIndex, topK int) {
+	b := &s.b
+	maxItems := st.cfg.Index.MaxItems
+	for _, r := range pi.rows {
+		row := int(r)
+		u := b.rowUser[row]
+		bu := &b.users[u]
+		ur := &st.users[bu.slot]
+		part := rows.Partition.Value(row)
+		if b.rowFlag[row]&rowColdRestart != 0 || ur.partition != part {
+			ur.reset()
+			ur.partition = part
 		}
 		code := rows.Type.Value(row)
 		if id := rows.ItemID.Value(row); id != "" && int(code) < len(st.weights) {
@@ -175,12 +242,10 @@ func (st *retrievalStage) run(s *Scorer, rows schemas.EventRows, topK int) error
 				ur.excluded = append(ur.excluded, item)
 			}
 		}
-		if int32(row) == bu.lastRow {
-			st.recommend(b.rowUser[row], pi, ur, topK)
+		if r == bu.lastRow {
+			st.recommend(u, pi, ur, topK)
 		}
 	}
-	st.count()
-	return nil
 }
 
 func (st *retrievalStage) recommend(u int32, pi *partitionIndex, ur *userRecent, topK int) {
@@ -188,22 +253,21 @@ func (st *retrievalStage) recommend(u int32, pi *partitionIndex, ur *userRecent,
 	if len(ur.excluded) > 0 {
 		exclude = func(it int32) bool { return slices.Contains(ur.excluded, it) }
 	}
-	start := len(st.recItems)
-	st.recItems = pi.retriever.Recommend(&ur.window, topK, exclude, st.recItems)
-	for _, c := range pi.retriever.Candidates()[:len(st.recItems)-start] {
-		st.recScores = append(st.recScores, c.Final)
+	start := len(pi.recItems)
+	pi.recItems = pi.retriever.Recommend(&ur.window, topK, exclude, pi.recItems)
+	for _, c := range pi.retriever.Candidates()[:len(pi.recItems)-start] {
+		pi.recScores = append(pi.recScores, c.Final)
 	}
-	st.recs[u] = recentRecs{start: int32(start), n: int32(len(st.recItems) - start)}
+	st.recs[u] = recentRecs{pi: pi, start: int32(start), n: int32(len(pi.recItems) - start)}
 }
 
 // appendRecord fills r's items and scores for batch user u, in the
 // vocabulary of the user's partition.
-func (st *retrievalStage) appendRecord(u int32, partition int32, ids []string, scores []float32) ([]string, []float32) {
+func (st *retrievalStage) appendRecord(u int32, ids []string, scores []float32) ([]string, []float32) {
 	rr := st.recs[u]
-	pi := st.parts[partition]
 	for j := rr.start; j < rr.start+rr.n; j++ {
-		ids = append(ids, pi.ids[st.recItems[j]])
-		scores = append(scores, st.recScores[j])
+		ids = append(ids, rr.pi.ids[rr.pi.recItems[j]])
+		scores = append(scores, rr.pi.recScores[j])
 	}
 	return ids, scores
 }

@@ -293,7 +293,7 @@ func (s *Scorer) buildRetrievalRecords(rows schemas.EventRows) arrow.RecordBatch
 	b := &s.b
 	for _, u := range b.active {
 		bu := &b.users[u]
-		b.recIDs, b.recVals = s.retr.appendRecord(u, bu.partition, b.recIDs[:0], b.recVals[:0])
+		b.recIDs, b.recVals = s.retr.appendRecord(u, b.recIDs[:0], b.recVals[:0])
 		r := schemas.Recommendation{
 			UserID:       rows.UserID.Value(int(bu.firstRow)),
 			Items:        b.recIDs,

@@ -167,3 +167,30 @@ func TestSelectTop(t *testing.T) {
 		}
 	}
 }
+
+// TestAccumulatorAppendBest checks the bounded heap against a full sort,
+// with ties and exclusion.
+func TestAccumulatorAppendBest(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var a accumulator
+	for trial := range 300 {
+		n := r.IntN(400)
+		var all []Edge
+		for it := range int32(n) {
+			s := float64(1 + r.IntN(6))
+			a.add(it, s)
+			if it%7 != 3 {
+				all = append(all, Edge{Item: it, Weight: float32(s)})
+			}
+		}
+		slices.SortFunc(all, heavierFirst)
+		limit := 1 + r.IntN(60)
+		got := a.appendBest(limit, func(it int32) bool { return it%7 == 3 }, nil)
+		if want := all[:min(limit, len(all))]; !slices.Equal(got, want) {
+			t.Fatalf("trial %d: best %d of %d: %v, want %v", trial, limit, n, got, want)
+		}
+		if len(a.touched) != 0 || slices.ContainsFunc(a.score, func(s float64) bool { return s != 0 }) {
+			t.Fatalf("trial %d: the accumulator was not reset", trial)
+		}
+	}
+}

@@ -21,6 +21,7 @@ type Source interface {
 type accumulator struct {
 	score   []float64
 	touched []int32
+	heap    []Edge
 }
 
 func (a *accumulator) add(item int32, s float64) {
@@ -41,18 +42,60 @@ func (a *accumulator) scale(f func(item int32) float64) {
 }
 
 // appendBest appends the limit best items that exclude does not reject,
-// best first (ties by item index), and resets the accumulator.
+// best first (ties by item index), and resets the accumulator. The best
+// are kept in a bounded heap whose root is the worst of them, so most of
+// the touched items cost one comparison.
 func (a *accumulator) appendBest(limit int, exclude func(int32) bool, dst []Edge) []Edge {
-	start := len(dst)
+	h := a.heap[:0]
 	for _, it := range a.touched {
-		if exclude == nil || !exclude(it) {
-			dst = append(dst, Edge{Item: it, Weight: float32(a.score[it])})
-		}
+		e := Edge{Item: it, Weight: float32(a.score[it])}
 		a.score[it] = 0
+		if exclude != nil && exclude(it) {
+			continue
+		}
+		switch {
+		case len(h) < limit:
+			h = append(h, e)
+			siftUp(h, len(h)-1)
+		case heavierFirst(e, h[0]) < 0:
+			h[0] = e
+			siftDown(h, 0)
+		}
 	}
 	a.touched = a.touched[:0]
-	selectTop(dst[start:], limit, heavierFirst)
-	return dst[:min(len(dst), start+limit)]
+	slices.SortFunc(h, heavierFirst)
+	a.heap = h
+	return append(dst, h...)
+}
+
+// siftUp and siftDown keep h a heap with the worst edge (by heavierFirst)
+// at the root.
+func siftUp(h []Edge, i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if heavierFirst(h[i], h[p]) <= 0 {
+			return
+		}
+		h[i], h[p] = h[p], h[i]
+		i = p
+	}
+}
+
+func siftDown(h []Edge, i int) {
+	for {
+		worst, l, r := i, 2*i+1, 2*i+2
+		if l < len(h) && heavierFirst(h[l], h[worst]) > 0 {
+			worst = l
+		}
+		if r < len(h) && heavierFirst(h[r], h[worst]) > 0 {
+			worst = r
+		}
+		if worst == i {
+			return
+		}
+		h[i], h[worst] = h[worst], h[i]
+		i = worst
+	}
 }
 
 // Normalisation says how a co-visit weight c between a voter item a and a
