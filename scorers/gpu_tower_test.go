@@ -47,12 +47,12 @@ func TestScorerDeviceSelection(t *testing.T) {
 	}
 
 	core, logs := observer.New(zap.InfoLevel)
-	auto, err := NewScorer(Config{ModelDir: tower}, zap.New(core))
+	auto, err := NewScorer(Config{Recommender: RecommenderModel, ModelDir: tower}, zap.New(core))
 	if err != nil {
 		t.Fatalf("device auto: %v", err)
 	}
 	defer auto.Close()
-	cudaScorer, cudaErr := NewScorer(Config{ModelDir: tower, Device: DeviceCUDA}, nil)
+	cudaScorer, cudaErr := NewScorer(Config{Recommender: RecommenderModel, ModelDir: tower, Device: DeviceCUDA}, nil)
 	if cudaErr == nil {
 		defer cudaScorer.Close()
 	}
@@ -80,7 +80,7 @@ func TestScorerDeviceSelection(t *testing.T) {
 	if seqAuto.Device() != DeviceCPU {
 		t.Fatalf("a sequence model under auto runs on %s, want cpu", seqAuto.Device())
 	}
-	if s, err := NewScorer(Config{ModelDir: seq, Device: DeviceCUDA}, nil); err == nil {
+	if s, err := NewScorer(Config{Recommender: RecommenderModel, ModelDir: seq, Device: DeviceCUDA}, nil); err == nil {
 		s.Close()
 		t.Fatal("device cuda took a sequence model")
 	} else if !strings.Contains(err.Error(), "cannot run on the GPU") {
@@ -315,7 +315,7 @@ func BenchmarkScoreDevice(b *testing.B) {
 					if device == DeviceCUDA && errors.Is(gpuErr, cuda.ErrLibraryNotFound) {
 						b.Skipf("no GPU library on this machine: %v", gpuErr)
 					}
-					s, err := NewScorer(Config{ModelDir: dir, Device: device}, nil)
+					s, err := NewScorer(Config{Recommender: RecommenderModel, ModelDir: dir, Device: device}, nil)
 					if err != nil {
 						b.Fatalf("new scorer: %v", err)
 					}
@@ -388,7 +388,7 @@ func BenchmarkScoreHostSide(b *testing.B) {
 	dir := scorertest.WriteModel(b, scorertest.Spec(benchItems, benchDim, 1))
 	for _, users := range []int{256, 1024, 4096} {
 		b.Run(fmt.Sprintf("B=%d", users), func(b *testing.B) {
-			s, err := NewScorer(Config{ModelDir: dir, rankerForTest: func(c cuda.TopKConfig) (topKRanker, error) {
+			s, err := NewScorer(Config{Recommender: RecommenderModel, ModelDir: dir, rankerForTest: func(c cuda.TopKConfig) (topKRanker, error) {
 				return instantRanker{k: c.K}, nil
 			}}, nil)
 			if err != nil {

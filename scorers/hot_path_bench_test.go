@@ -61,7 +61,7 @@ func BenchmarkStateGatherScatter(b *testing.B) {
 // record of the batch. One op is one batch.
 func BenchmarkTopKRecords(b *testing.B) {
 	dir := scorertest.WriteModel(b, scorertest.Spec(benchItems, benchDim, 1))
-	s, err := NewScorer(Config{ModelDir: dir, Device: DeviceCPU}, nil)
+	s, err := NewScorer(Config{Recommender: RecommenderModel, ModelDir: dir, Device: DeviceCPU}, nil)
 	if err != nil {
 		b.Fatalf("new scorer (run make setup): %v", err)
 	}

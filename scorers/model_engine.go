@@ -196,10 +196,14 @@ func (e *engine) resolveShapes(cfg Config) error {
 		// configured K and check the run's output shape.
 		e.modelK = cmp.Or(cfg.TopK, models.DefaultTopK)
 	}
-	if cfg.TopK > e.modelK {
-		return fmt.Errorf("top_k: %d, but the model returns K=%d", cfg.TopK, e.modelK)
+	topK := cfg.TopK
+	if cfg.Recommender == RecommenderRetrieval {
+		topK = 0 // the records' top_k is the retrieval's; the model keeps its K
 	}
-	e.topK = cmp.Or(cfg.TopK, e.modelK)
+	if topK > e.modelK {
+		return fmt.Errorf("top_k: %d, but the model returns K=%d", topK, e.modelK)
+	}
+	e.topK = cmp.Or(topK, e.modelK)
 	e.batch = cfg.BatchUsers
 	if e.batch == 0 {
 		e.batch = min(DefaultBatchUsers, max(1, maxScoreBytes/(4*(len(m.Items)+1))))

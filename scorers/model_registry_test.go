@@ -63,7 +63,7 @@ func TestScorerHotSwapUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.InfoLevel)
-	s, err := NewScorer(Config{ModelsDir: r.Dir(), ReloadInterval: 10 * time.Millisecond}, zap.New(core))
+	s, err := NewScorer(Config{Recommender: RecommenderModel, ModelsDir: r.Dir(), ReloadInterval: 10 * time.Millisecond}, zap.New(core))
 	if err != nil {
 		t.Fatalf("new scorer: %v", err)
 	}
@@ -152,7 +152,7 @@ func TestScorerRefusesBrokenVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.InfoLevel)
-	s, err := NewScorer(Config{ModelsDir: r.Dir(), ReloadInterval: -1}, zap.New(core))
+	s, err := NewScorer(Config{Recommender: RecommenderModel, ModelsDir: r.Dir(), ReloadInterval: -1}, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestScorerConfigModelsDir(t *testing.T) {
 		t.Fatalf("defaults: %+v", c)
 	}
 	dir := t.TempDir()
-	if _, err := NewScorer(Config{ModelsDir: dir}, nil); err == nil || !errors.Is(err, models.ErrNoCurrentVersion) || !strings.Contains(err.Error(), "models_dir") {
+	if _, err := NewScorer(Config{Recommender: RecommenderModel, ModelsDir: dir}, nil); err == nil || !errors.Is(err, models.ErrNoCurrentVersion) || !strings.Contains(err.Error(), "models_dir") {
 		t.Fatalf("NewScorer with an empty models dir = %v", err)
 	}
 }

@@ -31,8 +31,13 @@ const (
 	typeSearch   uint8 = 4
 )
 
+// newTestScorer opens a scorer for a test; most tests here are of the
+// model path, so the model fills the records unless cfg says otherwise.
 func newTestScorer(t *testing.T, cfg Config) *Scorer {
 	t.Helper()
+	if cfg.Recommender == "" {
+		cfg.Recommender = RecommenderModel
+	}
 	s, err := NewScorer(cfg, nil)
 	if err != nil {
 		t.Fatalf("new scorer (run make setup if the library is missing): %v", err)
@@ -569,8 +574,8 @@ func TestScorerRefusesModelMismatch(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{ModelDir: dir, StepsPerRound: 4}, "steps_per_round: 4, but the model has a fixed L=8"},
-		{Config{ModelDir: dir, TopK: 50}, "top_k: 50, but the model returns K=11"},
+		{Config{Recommender: RecommenderModel, ModelDir: dir, StepsPerRound: 4}, "steps_per_round: 4, but the model has a fixed L=8"},
+		{Config{Recommender: RecommenderModel, ModelDir: dir, TopK: 50}, "top_k: 50, but the model returns K=11"},
 		{Config{ModelDir: dir + "-missing"}, "no such file"},
 	} {
 		s, err := NewScorer(tc.cfg, nil)

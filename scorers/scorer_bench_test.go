@@ -45,7 +45,7 @@ func BenchmarkScore(b *testing.B) {
 				name += fmt.Sprintf("/batch_users=%d", tc.perRun)
 			}
 			b.Run(name, func(b *testing.B) {
-				s, err := NewScorer(Config{ModelDir: dir, BatchUsers: tc.perRun, Device: DeviceCPU}, nil)
+				s, err := NewScorer(Config{Recommender: RecommenderModel, ModelDir: dir, BatchUsers: tc.perRun, Device: DeviceCPU}, nil)
 				if err != nil {
 					b.Fatalf("new scorer (run make setup): %v", err)
 				}
@@ -196,7 +196,7 @@ func BenchmarkScoreSpinning(b *testing.B) {
 	for _, load := range []string{"none", "gap", "competitor"} {
 		for _, spin := range []bool{true, false} {
 			b.Run(fmt.Sprintf("load=%s/spinning=%v", load, spin), func(b *testing.B) {
-				s, err := NewScorer(Config{ModelDir: dir, Device: DeviceCPU, allowSpinning: spin}, nil)
+				s, err := NewScorer(Config{Recommender: RecommenderModel, ModelDir: dir, Device: DeviceCPU, allowSpinning: spin}, nil)
 				if err != nil {
 					b.Fatalf("new scorer (run make setup): %v", err)
 				}

@@ -110,17 +110,21 @@ type Config struct {
 	// ExcludeTypes names the event types whose item is never recommended to
 	// that user again. Default ["purchase"].
 	ExcludeTypes []string `yaml:"exclude_types"`
-	// Recommender chooses what fills the records: "model" (the default),
-	// the model's recommendations over its whole catalogue; or "retrieval",
-	// the streaming two-stage recommender (scorers/retrieval), which
-	// learns item-to-item relations from the input itself and runs no
-	// model: each record is ranked from a few hundred candidates of its
-	// user's recent items, trending and popular items, so an item new in
-	// one batch can be recommended from the next. With retrieval the model
-	// is still loaded (model_dir or models_dir must name one) but not run,
-	// the users' model states stay as they were, and records carry
-	// model_version "retrieval-<hash of the retrieval configuration and
-	// type weights>". TopK (default 20) is free of the model's K.
+	// Recommender chooses what fills the records: "retrieval" (the
+	// default), the streaming two-stage recommender (scorers/retrieval),
+	// which learns item-to-item relations from the input itself and runs
+	// no model: each record is ranked from about a hundred candidates
+	// (co-visits of the user's recent items, what followed their newest,
+	// trending and popular items), so an item new in one batch can be
+	// recommended from the next, and its cost does not grow with the
+	// catalogue. Or "model": the model's recommendations over its whole
+	// catalogue (the user tower, a GRU or a sequence model). With
+	// retrieval the model is still loaded (model_dir or models_dir must
+	// name one) but not run, the users' model states stay as they were,
+	// and records carry model_version "retrieval-<hash of the retrieval
+	// configuration and type weights>". TopK (default 20) is then free of
+	// the model's K. On MovieLens 100K held out (README, Quality) retrieval
+	// scores HR@10 0.195, the trained models 0.126.
 	Recommender string `yaml:"recommender"`
 	// Retrieval configures the retrieval recommender; its zero value is
 	// the defaults tuned on public data (see retrieval.Config).
@@ -167,7 +171,7 @@ func (c Config) WithDefaults() Config {
 		c.Device = DeviceAuto
 	}
 	if c.Recommender == "" {
-		c.Recommender = RecommenderModel
+		c.Recommender = RecommenderRetrieval
 	}
 	if c.Recommender == RecommenderRetrieval {
 		c.TopK = cmp.Or(c.TopK, DefaultRetrievalTopK)

@@ -206,7 +206,7 @@ func TestScorerSequenceDeterminism(t *testing.T) {
 
 func TestScorerRefusesSequenceMismatch(t *testing.T) {
 	dir := scorertest.WriteSequenceModel(t, scorertest.SequenceSpec(20, 4, 1, 8, false))
-	s, err := NewScorer(Config{ModelDir: dir, HistoryLen: 5}, nil)
+	s, err := NewScorer(Config{Recommender: RecommenderModel, ModelDir: dir, HistoryLen: 5}, nil)
 	if err == nil {
 		s.Close()
 	}
@@ -223,7 +223,7 @@ func BenchmarkScoreSequence(b *testing.B) {
 	dir := scorertest.WriteSequenceModel(b, spec)
 	for _, users := range []int{256, 1024} {
 		b.Run(fmt.Sprintf("B=%d", users), func(b *testing.B) {
-			s, err := NewScorer(Config{ModelDir: dir}, nil)
+			s, err := NewScorer(Config{Recommender: RecommenderModel, ModelDir: dir}, nil)
 			if err != nil {
 				b.Fatalf("new scorer (run make setup): %v", err)
 			}

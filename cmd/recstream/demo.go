@@ -16,6 +16,7 @@ import (
 	"github.com/recstream/recstream/cmd/recstream/internal/generator"
 	"github.com/recstream/recstream/cmd/recstream/internal/pipeline"
 	"github.com/recstream/recstream/internal/embedded"
+	"github.com/recstream/recstream/scorers"
 )
 
 // demoOptions are the knobs of `recstream demo`.
@@ -33,6 +34,7 @@ type demoOptions struct {
 	drainTimeout   time.Duration
 	logLevel       string
 	metricsListen  string
+	recommender    string
 }
 
 func newDemoCommand() *cobra.Command {
@@ -73,6 +75,8 @@ ClickHouse server and ONNX Runtime library that 'make setup' installs:
 	f.BoolVar(&o.measureCeiling, "measure-ceiling", true, "after the run, measure the raw group-consume rate of the input topic")
 	f.DurationVar(&o.drainTimeout, "timeout", 5*time.Minute, "give up waiting for the pipeline to catch up after this long")
 	f.StringVar(&o.logLevel, "log-level", "warn", "log level of the pipeline during the demo")
+	f.StringVar(&o.recommender, "recommender", scorers.Config{}.WithDefaults().Recommender,
+		"what fills the records: retrieval (the streaming two-stage recommender) or model (the trained model over the whole catalogue)")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on this host:port while the demo runs (for example 127.0.0.1:9464)")
 	return cmd
 }
@@ -112,7 +116,7 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	gen := generator.New(generator.Config{Seed: o.seed, Users: o.users, Items: o.items, Start: time.Now().Add(-24 * time.Hour)})
 	modelDir := filepath.Join(o.dataDir, "models", "v1")
 	step("training the built-in model on %d events of history", o.history)
-	modelVersion, err := trainDemoModel(ctx, gen, o.history, modelDir, out)
+	_, err = trainDemoModel(ctx, gen, o.history, modelDir, out)
 	if err != nil {
 		return err
 	}
@@ -123,6 +127,7 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	cfg.Input.Topic = inputTopic
 	cfg.Input.DeadLetterTopic = dlqTopic
 	cfg.Scorer.ModelDir = modelDir
+	cfg.Scorer.Recommender = o.recommender
 	cfg.ClickHouse.Addr = []string{ch.Addr()}
 	cfg.Output.Partitions = o.partitions
 	cfg.Log = config.LogConfig{Level: level, Format: "console"}
@@ -174,7 +179,7 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 		Stats: c.pipeline.Stats().Snapshot(), Produced: o.events, Kinds: kinds,
 		ClickHouseAddr: ch.Addr(), Database: cfg.ClickHouse.Database,
 		Brokers: broker.Addrs(), OutputTopic: cfg.Output.Topic, DLQTopic: dlqTopic, InputTopic: inputTopic,
-		Gen: gen, ModelVersion: modelVersion, MeasureCeiling: o.measureCeiling,
+		Gen: gen, ModelVersion: c.scorer.ModelVersion(), MeasureCeiling: o.measureCeiling,
 	})
 	if err != nil {
 		return err

@@ -212,7 +212,7 @@ type modelUnderTest struct{ name, dir string }
 func runEvaluation(ctx context.Context, ds *evaluation.Dataset, split int, models []modelUnderTest, o evalOptions, log *zap.Logger) (rep *evaluation.Report, err error) {
 	var recs []evaluation.Recommender
 	for _, m := range models {
-		scfg := scorers.Config{ModelDir: m.dir, DecayHalfLife: o.halfLife}
+		scfg := scorers.Config{Recommender: scorers.RecommenderModel, ModelDir: m.dir, DecayHalfLife: o.halfLife}
 		if o.excludeSeen {
 			// The scorer masks the items of these types from the user's
 			// lists, the newest max_exclude of them.

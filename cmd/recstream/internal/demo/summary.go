@@ -247,7 +247,7 @@ func Print(w io.Writer, s Summary) {
 	if len(s.SinkRetries) > 0 {
 		fmt.Fprintf(w, "  sink retries           %v\n", s.SinkRetries)
 	}
-	fmt.Fprintf(w, "  model                  %s\n", s.ModelVersion)
+	fmt.Fprintf(w, "  model_version          %s\n", s.ModelVersion)
 	for _, ex := range s.Examples {
 		top := ex.Items
 		if len(top) > 5 {

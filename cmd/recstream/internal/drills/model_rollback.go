@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/recstream/recstream/scorers"
 )
 
 // modelRollbackScenario serves the model from a registry (scorer.models_dir,
@@ -72,6 +74,8 @@ func (*modelRollbackScenario) prepare(ctx context.Context, d *drillRun) error {
 	env := d.r.env
 	d.pcfg.Scorer.ModelDir = ""
 	d.pcfg.Scorer.ModelsDir = env.modelsDir
+	// The drill is about model versions: the model fills the records.
+	d.pcfg.Scorer.Recommender = scorers.RecommenderModel
 	d.pcfg.Scorer.ReloadInterval = modelReloadInterval
 	if err := activate(ctx, d, env.v1); err != nil {
 		return fmt.Errorf("make model v1 current: %w", err)

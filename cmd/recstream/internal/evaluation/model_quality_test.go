@@ -91,7 +91,7 @@ func TestModelBeatsBaselines(t *testing.T) {
 			if err := models.WriteModelDir(dir, spec); err != nil {
 				t.Fatal(err)
 			}
-			s, err := scorers.NewScorer(scorers.Config{ModelDir: dir, DecayHalfLife: 2 * time.Hour}, nil)
+			s, err := scorers.NewScorer(scorers.Config{Recommender: scorers.RecommenderModel, ModelDir: dir, DecayHalfLife: 2 * time.Hour}, nil)
 			if err != nil {
 				t.Fatalf("new scorer (run make setup if the ONNX Runtime library is missing): %v", err)
 			}
