@@ -113,10 +113,17 @@ func pipelineGoal(rep *Report) Goal {
 	return g
 }
 
-// scorerGoal: the scorer against raw session runs. Its limit is the share
-// of its time the session runs take, given the rows its batches needed.
+// scorerGoal: the model path of the scorer (the row score.model; a report
+// without one, score.scorer) against raw session runs. Its limit is the
+// share of its time the session runs take, given the rows its batches
+// needed. The default retrieval recommender runs no model: its row is
+// compared with the model path's instead.
 func scorerGoal(rep *Report, work scorerWork) Goal {
-	g, row, ceiling := shareGoal(rep, "scorer throughput", "score.scorer", GoalScorerShare,
+	id := "score.model"
+	if rep.Row(id) == nil {
+		id = "score.scorer"
+	}
+	g, row, ceiling := shareGoal(rep, "scorer throughput (recommender: model)", id, GoalScorerShare,
 		"raw ONNX Runtime session.Run at the scorer's run size")
 	if row == nil || ceiling == nil || work.seconds <= 0 || work.refreshes == 0 {
 		return g
