@@ -57,7 +57,7 @@ lint:
 ## bench.png). BENCH_ARGS="..." passes flags to it, for example
 ## BENCH_ARGS="--events 50000 --repeats 1" for a quick run.
 BENCH_DIR  := .run/bench
-BENCH_HOT  := ^Benchmark(DecodeEvent|EventBuilderAppend|DecodeAndAppend|StateGatherScatter|TopKRecords|AppendRecommendationRowJSON)$$
+BENCH_HOT  := ^Benchmark(DecodeEvent|EventBuilderAppend|DecodeAndAppend|StateGatherScatter|TopKRecords|AppendRecommendationRowJSON|RetrievalScore)$$
 BENCH_ARGS ?=
 bench: setup build
 	@mkdir -p $(BENCH_DIR)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers/models"
@@ -308,4 +309,22 @@ func (st *retrievalStage) usersByPartition(store *state.Store) map[int32][]saved
 		return true
 	})
 	return out
+}
+
+// memory estimates the bytes the stage holds: per-user state (windows and
+// exclude lists, over every slot) and the partitions' indexes with their
+// vocabularies (ids and map entries).
+func (st *retrievalStage) memory() (users, index int64) {
+	const userBytes, visitBytes, mapEntryBytes = int64(unsafe.Sizeof(userRecent{})), 16, 48
+	users = int64(cap(st.users)) * userBytes
+	for i := range st.users {
+		users += int64(cap(st.users[i].window.Visits))*visitBytes + int64(cap(st.users[i].excluded))*4
+	}
+	for _, pi := range st.parts {
+		index += pi.index.Stats().Bytes + int64(cap(pi.ids))*16 + int64(len(pi.ids))*mapEntryBytes
+		for _, id := range pi.ids {
+			index += int64(len(id))
+		}
+	}
+	return users, index
 }

@@ -283,7 +283,12 @@ func BenchmarkRetrievalScore(b *testing.B) {
 				b.StartTimer()
 			}
 			reportRefreshes(b, batch)
-			b.ReportMetric(float64(s.Stats().RetrievalItems), "items-known")
+			b.StopTimer()
+			items := s.Stats().RetrievalItems
+			userBytes, indexBytes := s.retr.memory()
+			b.ReportMetric(float64(items), "items-known")
+			b.ReportMetric(float64(indexBytes)/float64(items), "index-B/item")
+			b.ReportMetric(float64(userBytes)/float64(min(users, len(s.retr.users))), "retrieval-B/user")
 		})
 	}
 }
