@@ -81,6 +81,7 @@ A missed goal is reported, not an error (exit 0), unless --fail-on-miss.`,
 	f.DurationVar(&o.cfg.RunTime, "run-time", d.RunTime, "how long each raw ONNX Runtime measurement runs")
 	f.IntVar(&o.cfg.StateUsers, "state-users", d.StateUsers, "users stored to measure the bytes of state per user")
 	f.IntVar(&o.cfg.SinkBatches, "sink-batches", d.SinkBatches, "batches (of the consumer's, with their recommendations) the sink stages write per turn")
+	f.StringVar(&o.cfg.ProfileDir, "pprof", "", "write a Go CPU profile of each stage, and the allocation profile at its end, into this directory (go tool pprof)")
 	f.StringVar(&o.markdown, "markdown", "", "also write the Markdown report to this file")
 	f.StringVar(&o.jsonOut, "json", "", "write the report as JSON to this file")
 	f.StringVar(&o.plot, "plot", "", "draw throughput per stage and latency percentiles into this PNG file")

@@ -35,6 +35,9 @@ type Config struct {
 	// DataDir holds the broker's log and the ClickHouse server's data; it
 	// is wiped at the start of a run. Default ".run/bench/data".
 	DataDir string `yaml:"data_dir" json:"data_dir"`
+	// ProfileDir, when set, receives a Go CPU profile of each stage and
+	// the allocation profile at its end (see stageProfiler).
+	ProfileDir string `yaml:"profile_dir" json:"profile_dir,omitempty"`
 	// Events is the number of input records generated and produced once to
 	// the input topic (about 0.5% of them malformed, as in the demo).
 	// Default 300,000.

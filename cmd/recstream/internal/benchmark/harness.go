@@ -111,12 +111,21 @@ func Run(ctx context.Context, cfg Config, env Env) (*Report, error) {
 		}},
 	}
 	r.steps = len(stages)
+	profiles := stageProfiler{dir: cfg.ProfileDir}
 	for _, s := range stages {
 		r.step++
 		resetPeakRSS()
 		stall0, stallOK := ioStall()
 		start := time.Now()
-		if err := s.fn(ctx); err != nil {
+		stop, err := profiles.start(r.step, s.name)
+		if err != nil {
+			return r.report, err
+		}
+		err = s.fn(ctx)
+		if perr := stop(); err == nil && perr != nil {
+			err = perr
+		}
+		if err != nil {
 			return r.report, fmt.Errorf("benchmark %s: %w", s.name, err)
 		}
 		res := StageResources{Stage: s.name, PeakRSSBytes: peakRSS(), LoadAverage: loadAverage(), IOPressure: -1}
