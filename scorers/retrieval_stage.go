@@ -43,6 +43,7 @@ type retrievalStage struct {
 	recs        []recentRecs      // per batch user: the record's items
 	order       []*partitionIndex // the batch's partitions, first-seen order
 	userPart    []int32           // per batch user: their partition in the batch
+	mixed       []int32           // applied rows in input order, when a user spans partitions
 	// items and dropped are stats(), kept for readers on other goroutines.
 	items, dropped atomic.Int64
 }
@@ -194,17 +195,27 @@ func (st *retrievalStage) run(s *Scorer, rows schemas.EventRows, topK int) error
 		userPart[u] = part
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(st.order))
-	if shared || workers <= 1 {
-		for _, pi := range st.order {
-			st.learn(s, rows, pi, topK)
+	switch {
+	case shared:
+		// In input order across partitions, as that user's events came.
+		st.mixed = st.mixed[:0]
+		for row, flag := range b.rowFlag {
+			if flag&rowApplied != 0 {
+				st.mixed = append(st.mixed, int32(row))
+			}
 		}
-	} else {
+		st.learn(s, rows, st.mixed, topK)
+	case workers <= 1:
+		for _, pi := range st.order {
+			st.learn(s, rows, pi.rows, topK)
+		}
+	default:
 		var next atomic.Int32
 		var wg sync.WaitGroup
 		for range workers {
 			wg.Go(func() {
 				for i := int(next.Add(1)) - 1; i < len(st.order); i = int(next.Add(1)) - 1 {
-					st.learn(s, rows, st.order[i], topK)
+					st.learn(s, rows, st.order[i].rows, topK)
 				}
 			})
 		}
@@ -214,18 +225,19 @@ func (st *retrievalStage) run(s *Scorer, rows schemas.EventRows, topK int) error
 	return nil
 }
 
-// learn runs one partition's rows of the batch: each is learned by the
-// index and its user's window, and a user's items are chosen at their
-// last row.
-func (st *retrievalStage) learn(s *Scorer, rows schemas.EventRows, pi *partitionIndex, topK int) {
+// learn runs rows of the batch (one partition's, or all of them in input
+// order): each is learned by its partition's index and its user's window,
+// and a user's items are chosen at their last row.
+func (st *retrievalStage) learn(s *Scorer, rows schemas.EventRows, list []int32, topK int) {
 	b := &s.b
 	maxItems := st.cfg.Index.MaxItems
-	for _, r := range pi.rows {
+	for _, r := range list {
 		row := int(r)
 		u := b.rowUser[row]
 		bu := &b.users[u]
 		ur := &st.users[bu.slot]
 		part := rows.Partition.Value(row)
+		pi := st.parts[part]
 		if b.rowFlag[row]&rowColdRestart != 0 || ur.partition != part {
 			ur.reset()
 			ur.partition = part

@@ -333,3 +333,32 @@ func (g *benchStream) batch(tb testing.TB, n int) *schemas.EventBatch {
 	}
 	return makeBatch(tb, g.evs)
 }
+
+// TestRetrievalScorerUserInTwoPartitions covers a re-keyed input: a user
+// whose events come from two partitions in one batch is learned in input
+// order (one goroutine), their window restarting in the partition of each
+// switch, and everyone still gets a record.
+func TestRetrievalScorerUserInTwoPartitions(t *testing.T) {
+	dir := scorertest.WriteModel(t, scorertest.Spec(20, 8, 3))
+	s := retrievalScorer(t, dir)
+	evs := []testEvent{
+		{user: "a", item: "i1", typ: typeView, ts: 1000, partition: 0, offset: 0},
+		{user: "a", item: "i2", typ: typeView, ts: 1001, partition: 0, offset: 1},
+		{user: "b", item: "i1", typ: typeView, ts: 1002, partition: 1, offset: 0},
+		{user: "b", item: "i3", typ: typeView, ts: 1003, partition: 1, offset: 1},
+		{user: "x", item: "i1", typ: typeView, ts: 1004, partition: 0, offset: 2},
+		{user: "x", item: "i1", typ: typeView, ts: 1005, partition: 1, offset: 2},
+	}
+	recs := score(t, s, evs)
+	got := map[string][]string{}
+	for _, r := range recs {
+		got[r.UserID] = r.Items
+	}
+	if len(got) != 3 {
+		t.Fatalf("records for %v, want a, b and x", got)
+	}
+	// x's last event is in partition 1, where i1 was followed by i3.
+	if items := got["x"]; len(items) == 0 || items[0] != "i3" {
+		t.Errorf("x's window restarted in partition 1 with i1, whose co-visit there is i3; got %v", items)
+	}
+}
