@@ -46,6 +46,7 @@ import (
 // and checkpoints: the reference or a scenario.
 type drillRun struct {
 	r     *Runner
+	ref   *reference // the fault-free run this one is compared with
 	name  string
 	dir   string
 	began time.Time

@@ -56,6 +56,10 @@ type modelRollbackScenario struct {
 
 func (*modelRollbackScenario) name() string { return ScenarioModelRollback }
 
+// recommender: the drill is about model versions, so the model fills the
+// records, here and in the reference it is compared with.
+func (*modelRollbackScenario) recommender() string { return scorers.RecommenderModel }
+
 func (*modelRollbackScenario) describe(Config) string {
 	return "model v2 activated mid-stream (recstream models activate), then rolled back to v1: clean switches at " +
 		"batch boundaries, every record names its model, records before the switch equal the v1 reference's, nothing " +
@@ -147,7 +151,7 @@ func (sc *modelRollbackScenario) comparable(d *drillRun, o *outcome, m offsetMap
 			}
 		}
 	}
-	ref := d.r.ref
+	ref := d.ref.out
 	return func(user string) bool {
 		rr, ok := ref.topicNewest[user]
 		if !ok {
@@ -223,7 +227,7 @@ func (sc *modelRollbackScenario) check(ctx context.Context, d *drillRun, o *outc
 		version uint64
 	}
 	refRecs := map[kv][]byte{}
-	for _, t := range d.r.ref.topic {
+	for _, t := range d.ref.out.topic {
 		refRecs[kv{t.rec.UserID, t.rec.Version}] = t.raw
 	}
 	var before, matched, changed int
@@ -296,7 +300,7 @@ func (*modelRollbackScenario) replayAndCompare(ctx context.Context, d *drillRun,
 	if err != nil {
 		return err
 	}
-	c := compareFinal(d.r.ref, o, offsetMap{identity: true}, nil)
+	c := compareFinal(d.ref.out, o, offsetMap{identity: true}, nil)
 	res.Compared, res.Differing, res.DifferingClickHouse, res.DifferingTopic = c.compared, c.eitherDiffer, c.clickhouse, c.topic
 	if c.eitherDiffer > 0 {
 		res.breaks("after the replay with v1, %d of %d users' final recommendations differ from the v1 reference "+

@@ -35,6 +35,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"go.uber.org/zap"
+
+	"github.com/recstream/recstream/scorers"
 )
 
 // Event is a step of a running drill, for progress display.
@@ -104,9 +106,26 @@ type Runner struct {
 	observe Observer
 	env     *environment
 
-	// reference run's input positions and outcome, once it ran.
-	refPositions []position
-	ref          *outcome
+	// refs are the fault-free runs the scenarios are compared with, by
+	// scorer.recommender: the default's runs first, another's when a
+	// scenario needs it.
+	refs map[string]*reference
+}
+
+// reference is a fault-free run: its input positions and outcome.
+type reference struct {
+	positions []position
+	out       *outcome
+}
+
+// recommenderOf is the scorer.recommender a scenario runs with: the
+// default, unless the scenario says otherwise (model-rollback is about
+// model versions).
+func recommenderOf(sc scenario) string {
+	if r, ok := sc.(interface{ recommender() string }); ok {
+		return r.recommender()
+	}
+	return scorers.Config{}.WithDefaults().Recommender
 }
 
 // New checks cfg and returns a runner. A nil log means zap.NewNop().
@@ -132,7 +151,7 @@ func New(cfg Config, log *zap.Logger, observe Observer) (*Runner, error) {
 	if cfg.WorkDir, err = filepath.Abs(cfg.WorkDir); err != nil {
 		return nil, fmt.Errorf("drill config: work_dir: %w", err)
 	}
-	return &Runner{cfg: cfg, log: log, observe: observe}, nil
+	return &Runner{cfg: cfg, log: log, observe: observe, refs: map[string]*reference{}}, nil
 }
 
 // Run starts the cluster and the server, trains the model, runs the
@@ -156,7 +175,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	rep.Cluster = ClusterInfo{KafkaBrokers: clusterBrokers, KafkaAddrs: env.kafka.Addrs(), ReplicationFactor: replicationFactor,
 		MinInsyncReplicas: minInsyncReplicas, ClickHouseAddr: env.ch.Addr(), ModelV1: env.v1, ModelV2: env.v2}
 
-	rep.Reference, err = r.runReference(ctx)
+	rep.Reference, err = r.runReference(ctx, recommenderOf(nil))
 	if err != nil {
 		return nil, err
 	}
@@ -178,19 +197,25 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	return rep, nil
 }
 
-// runReference runs the pipeline once on the whole input with no fault and
-// keeps what it wrote: every scenario is compared with it.
-func (r *Runner) runReference(ctx context.Context) (ScenarioResult, error) {
-	d, err := r.newRun("reference", 0)
+// runReference runs the pipeline once on the whole input with no fault,
+// with the given recommender, and keeps what it wrote: every scenario of
+// that recommender is compared with it.
+func (r *Runner) runReference(ctx context.Context, recommender string) (ScenarioResult, error) {
+	name := "reference"
+	if recommender != recommenderOf(nil) {
+		name += "-" + recommender
+	}
+	d, err := r.newRun(name, 0)
 	if err != nil {
 		return ScenarioResult{}, err
 	}
-	res := ScenarioResult{Name: "reference", Description: "the same input and model, no fault"}
+	d.pcfg.Scorer.Recommender = recommender
+	res := ScenarioResult{Name: name, Description: "the same input and model, no fault, recommender " + recommender}
 	positions, o, err := d.execute(ctx, nil, &res)
 	if err != nil {
-		return res, fmt.Errorf("reference run: %w", err)
+		return res, fmt.Errorf("%s run: %w", name, err)
 	}
-	r.refPositions, r.ref = positions, o
+	r.refs[recommender] = &reference{positions: positions, out: o}
 	res.Compared = len(o.chFinal)
 	if len(o.chFinal) != len(o.topicNewest) {
 		res.breaks("ClickHouse holds %d users, the output topic %d", len(o.chFinal), len(o.topicNewest))
@@ -207,12 +232,24 @@ func (r *Runner) runScenario(ctx context.Context, sc scenario) (ScenarioResult, 
 		return ScenarioResult{}, err
 	}
 	res := ScenarioResult{Name: sc.name(), Description: sc.describe(r.cfg)}
+	rec := recommenderOf(sc)
+	if r.refs[rec] == nil {
+		refRes, err := r.runReference(ctx, rec)
+		if err != nil {
+			return res, err
+		}
+		for _, b := range refRes.Broken {
+			res.breaks("%s: %s", refRes.Name, b)
+		}
+		res.note("compared with a reference run of its own, recommender %s", rec)
+	}
+	d.ref = r.refs[rec]
 	positions, o, err := d.execute(ctx, sc, &res)
 	if err != nil {
 		return res, err
 	}
 	d.progress("verify", "comparing with the reference run")
-	m, err := newOffsetMap(d.records, positions, r.refPositions)
+	m, err := newOffsetMap(d.records, positions, d.ref.positions)
 	if err != nil {
 		return res, err
 	}
@@ -222,7 +259,7 @@ func (r *Runner) runScenario(ctx context.Context, sc scenario) (ScenarioResult, 
 	}); ok {
 		include = f.comparable(d, o, m, &res)
 	}
-	c := compareFinal(r.ref, o, m, include)
+	c := compareFinal(d.ref.out, o, m, include)
 	res.Compared, res.Differing, res.DifferingClickHouse, res.DifferingTopic = c.compared, c.eitherDiffer, c.clickhouse, c.topic
 	if c.eitherDiffer > 0 {
 		res.breaks("%d of %d users' final recommendations differ from the reference (ClickHouse %d, output topic %d); first:\n%s",
