@@ -17,9 +17,10 @@ import (
 
 // TestDrillSuite is the CI drill: `recstream drill` with kill -9 at 10
 // random points, the loss of one broker of three, a ClickHouse outage, a
-// poison burst and a corrupted checkpoint, on a real Apache Kafka cluster
-// (3 brokers, replication factor 3, min.insync.replicas 2), a real
-// ClickHouse server and the recstream binary as the pipeline. Every
+// poison burst, a corrupted checkpoint and a model rollback, on a real
+// Apache Kafka cluster (3 brokers, replication factor 3,
+// min.insync.replicas 2), a real ClickHouse server and the recstream
+// binary as the pipeline. Every
 // guarantee must hold: nothing lost, final recommendations equal to the
 // fault-free reference in both sinks, rewrites identical, every fault
 // recovered from; and the report files must be written. About 3.5 minutes
