@@ -211,3 +211,61 @@ func TestTrainAndEvalUsageErrors(t *testing.T) {
 		t.Error("a missing input file did not fail")
 	}
 }
+
+// TestEvalRetrievalFlag checks --retrieval: a block's keys change what is
+// scored (here only the popular source's candidates remain useful), and a
+// bad key or value is a usage error naming it.
+func TestEvalRetrievalFlag(t *testing.T) {
+	history := writeHistory(t, 4000)
+	dir := t.TempDir()
+	hrOf := func(block string) float64 {
+		t.Helper()
+		path := filepath.Join(dir, "r.yaml")
+		if err := os.WriteFile(path, []byte(block), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		jsonPath := filepath.Join(dir, "r.json")
+		if out, err := runCLI(t, "eval", "--input", history, "--method", "als", "--retrieval", path, "--json", jsonPath); err != nil {
+			t.Fatalf("eval --retrieval with %q: %v\n%s", block, err, out)
+		}
+		raw, err := os.ReadFile(jsonPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep struct {
+			Results []struct {
+				Name string  `json:"name"`
+				HR   float64 `json:"hr"`
+			} `json:"results"`
+		}
+		if err := json.Unmarshal(raw, &rep); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rep.Results {
+			if r.Name == "retrieval" {
+				return r.HR
+			}
+		}
+		t.Fatalf("no retrieval row in %s", raw)
+		return 0
+	}
+	tuned := hrOf("recent: 10\n")
+	popularOnly := hrOf("weights: {covisit: 0, transition: 0, trending: 0, popular: 1}\nlimits: {covisit: 1, transition: 1}\n")
+	if !(popularOnly < tuned/2) {
+		t.Errorf("HR@10 %.4f with popularity alone, %.4f with the defaults: the block was not applied", popularOnly, tuned)
+	}
+	for _, tc := range []struct{ block, want string }{
+		{"recnet: 3\n", "field recnet not found"},
+		{"limits: {covisit: -2}\n", "limits.covisit: must be in [1, 32768], got -2"},
+	} {
+		path := filepath.Join(dir, "bad.yaml")
+		if err := os.WriteFile(path, []byte(tc.block), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := runCLI(t, "eval", "--input", history, "--method", "als", "--retrieval", path)
+		var usage usageError
+		if err == nil || !errors.As(err, &usage) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--retrieval %q: error %v, want a usage error containing %q", tc.block, err, tc.want)
+		}
+	}
+}
