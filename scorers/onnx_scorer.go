@@ -22,8 +22,11 @@ import (
 )
 
 // Scorer refreshes the recommendations of the users of each event batch:
-// it applies their events to their states with the model and returns one
-// recommendation record per refreshed user.
+// it applies their events to their states and returns one recommendation
+// record per refreshed user. With Config.Recommender "retrieval", the
+// default, the states are the streaming item index of each input
+// partition and the users' recent items, and no model runs (see
+// retrievalStage); with "model", what follows applies.
 //
 // Two kinds of model are run (schemas.ModelContract): a stateful model
 // (the built-in user tower, a GRU) takes the user's state and new events
