@@ -20,7 +20,7 @@ func fanTopItems(t *testing.T, spec models.ModelSpec) []string {
 	if err := models.WriteModelDir(dir, spec); err != nil {
 		t.Fatal(err)
 	}
-	s, err := scorers.NewScorer(scorers.Config{ModelDir: dir}, nil)
+	s, err := scorers.NewScorer(scorers.Config{Recommender: scorers.RecommenderModel, ModelDir: dir}, nil)
 	if err != nil {
 		t.Fatalf("new scorer (run make setup if the ONNX Runtime library is missing): %v", err)
 	}
