@@ -128,7 +128,7 @@ func BenchmarkClickHouseSinkEvents(b *testing.B) {
 // bytes of JSON each) per op to an in-process kfake broker over TCP, acks
 // all, and reports records per second; the broker shares the process's CPU.
 func BenchmarkKafkaSinkWrite(b *testing.B) {
-	for _, compression := range []string{"none", "lz4"} {
+	for _, compression := range []string{"none", "lz4", "zstd", "snappy"} {
 		b.Run(compression, func(b *testing.B) {
 			c := newKfake(b)
 			s := newKafkaSink(b, KafkaSinkConfig{Brokers: c.ListenAddrs(), Partitions: 8, Compression: compression})
