@@ -271,20 +271,26 @@ func (s *Scorer) buildRecords(e *engine, rows schemas.EventRows) arrow.RecordBat
 			b.recIDs = append(b.recIDs, id)
 			b.recVals = append(b.recVals, score)
 		}
-		r := schemas.Recommendation{
-			UserID:       rows.UserID.Value(int(bu.firstRow)),
-			Items:        b.recIDs,
-			Scores:       b.recVals,
-			ModelVersion: e.version,
-			Version:      uint64(bu.offset),
-			EventTsMs:    bu.newestTs,
-			ProducedAtMs: bu.logTs,
-			Partition:    bu.partition,
-			Offset:       bu.offset,
-		}
-		s.recs.Append(&r)
+		s.appendRecord(rows, bu, e.version)
 	}
 	return s.recs.NewRecord()
+}
+
+// appendRecord appends batch user bu's record, with the items and scores
+// in b.recIDs and b.recVals.
+func (s *Scorer) appendRecord(rows schemas.EventRows, bu *batchUser, version string) {
+	r := schemas.Recommendation{
+		UserID:       rows.UserID.Value(int(bu.firstRow)),
+		Items:        s.b.recIDs,
+		Scores:       s.b.recVals,
+		ModelVersion: version,
+		Version:      uint64(bu.offset),
+		EventTsMs:    bu.newestTs,
+		ProducedAtMs: bu.logTs,
+		Partition:    bu.partition,
+		Offset:       bu.offset,
+	}
+	s.recs.Append(&r)
 }
 
 // buildRetrievalRecords returns one record per active user, first-seen
@@ -294,18 +300,7 @@ func (s *Scorer) buildRetrievalRecords(rows schemas.EventRows) arrow.RecordBatch
 	for _, u := range b.active {
 		bu := &b.users[u]
 		b.recIDs, b.recVals = s.retr.appendRecord(u, b.recIDs[:0], b.recVals[:0])
-		r := schemas.Recommendation{
-			UserID:       rows.UserID.Value(int(bu.firstRow)),
-			Items:        b.recIDs,
-			Scores:       b.recVals,
-			ModelVersion: s.retr.version,
-			Version:      uint64(bu.offset),
-			EventTsMs:    bu.newestTs,
-			ProducedAtMs: bu.logTs,
-			Partition:    bu.partition,
-			Offset:       bu.offset,
-		}
-		s.recs.Append(&r)
+		s.appendRecord(rows, bu, s.retr.version)
 	}
 	return s.recs.NewRecord()
 }

@@ -42,61 +42,30 @@ func (r *run) measureScore(ctx context.Context) error {
 	cs = append(cs, contender{
 		row: Row{ID: "score.scorer", Stage: StageScore, Name: "scorers.Scorer.Score on the consumer's batches (default: retrieval)", Unit: "refreshes/s"},
 		run: func(ctx context.Context, rep int) (float64, coreUse, error) {
-			s, err := scorers.NewScorer(scorers.Config{ModelDir: r.data.modelDir}, r.log.Named("scorer"))
-			if err != nil {
-				return 0, coreUse{}, fmt.Errorf("start scorer: %w", err)
-			}
-			defer s.Close()
-			r.report.Machine.Device = s.Device()
-			keep := rep == r.cfg.Repeats-1
-			events, refreshes = 0, 0
-			var took time.Duration
 			u := r.startUsage()
-			for _, b := range r.data.events {
-				start := time.Now()
-				recs, err := s.Score(ctx, b)
-				took += time.Since(start)
-				if err != nil {
-					return 0, coreUse{}, fmt.Errorf("score batch of %d events: %w", b.Events.NumRows(), err)
-				}
-				events += int(b.Events.NumRows())
-				refreshes += int(recs.Recs.NumRows())
-				if keep {
-					r.data.recs = append(r.data.recs, recs)
-				} else {
-					recs.Release()
-				}
+			sr, err := r.scoreBatches(ctx, scorers.Config{ModelDir: r.data.modelDir}, rep == r.cfg.Repeats-1)
+			if err != nil {
+				return 0, coreUse{}, err
 			}
 			use := u.read()
-			evRates = append(evRates, float64(events)/took.Seconds())
+			events, refreshes, r.report.Machine.Device = sr.events, sr.refreshes, sr.device
+			evRates = append(evRates, float64(events)/sr.took.Seconds())
 			evCores.add(use)
-			return float64(refreshes) / took.Seconds(), use, nil
+			return float64(refreshes) / sr.took.Seconds(), use, nil
 		},
 	})
 	cs = append(cs, contender{
 		row: Row{ID: "score.model", Stage: StageScore, Name: "scorers.Scorer.Score, recommender: model", Unit: "refreshes/s",
 			Note: "the trained model over the whole catalogue, the scorer's former default; same batches"},
-		run: func(ctx context.Context, rep int) (float64, coreUse, error) {
-			s, err := scorers.NewScorer(scorers.Config{ModelDir: r.data.modelDir, Recommender: scorers.RecommenderModel}, r.log.Named("scorer"))
-			if err != nil {
-				return 0, coreUse{}, fmt.Errorf("start scorer: %w", err)
-			}
-			defer s.Close()
-			refreshes := 0
-			var took time.Duration
-			defer func() { modelRefreshes = refreshes }()
+		run: func(ctx context.Context, _ int) (float64, coreUse, error) {
 			u := r.startUsage()
-			for _, b := range r.data.events {
-				start := time.Now()
-				recs, err := s.Score(ctx, b)
-				took += time.Since(start)
-				if err != nil {
-					return 0, coreUse{}, fmt.Errorf("score batch of %d events: %w", b.Events.NumRows(), err)
-				}
-				refreshes += int(recs.Recs.NumRows())
-				recs.Release()
+			cfg := scorers.Config{ModelDir: r.data.modelDir, Recommender: scorers.RecommenderModel}
+			sr, err := r.scoreBatches(ctx, cfg, false)
+			if err != nil {
+				return 0, coreUse{}, err
 			}
-			return float64(refreshes) / took.Seconds(), u.read(), nil
+			modelRefreshes = sr.refreshes
+			return float64(sr.refreshes) / sr.took.Seconds(), u.read(), nil
 		},
 	})
 	loop := newGoLoop(r.data.emb, r.data.prior, r.cfg.Dim, models.DefaultTopK, r.cfg.Seed)
@@ -132,6 +101,40 @@ func (r *run) measureScore(ctx context.Context) error {
 		r.report.compare("score.goloop", best.ID)
 	}
 	return nil
+}
+
+// scoreRun is what one pass of a scorer over the data set did.
+type scoreRun struct {
+	events, refreshes int
+	took              time.Duration // inside Score
+	device            string
+}
+
+// scoreBatches scores the data set's batches with a fresh scorer of cfg;
+// with keep the records are kept for the sink stages.
+func (r *run) scoreBatches(ctx context.Context, cfg scorers.Config, keep bool) (scoreRun, error) {
+	s, err := scorers.NewScorer(cfg, r.log.Named("scorer"))
+	if err != nil {
+		return scoreRun{}, fmt.Errorf("start scorer: %w", err)
+	}
+	defer s.Close()
+	sr := scoreRun{device: s.Device()}
+	for _, b := range r.data.events {
+		start := time.Now()
+		recs, err := s.Score(ctx, b)
+		sr.took += time.Since(start)
+		if err != nil {
+			return scoreRun{}, fmt.Errorf("score batch of %d events: %w", b.Events.NumRows(), err)
+		}
+		sr.events += int(b.Events.NumRows())
+		sr.refreshes += int(recs.Recs.NumRows())
+		if keep {
+			r.data.recs = append(r.data.recs, recs)
+		} else {
+			recs.Release()
+		}
+	}
+	return sr, nil
 }
 
 // goLoop is the plain Go scorer the ONNX session replaces: apply one event
