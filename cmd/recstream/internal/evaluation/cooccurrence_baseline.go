@@ -84,14 +84,7 @@ func (c *Cooccurrence) Recommend(user int32, k int, dst []int32) []int32 {
 		}
 		w /= 2
 	}
-	c.top.reset(k)
-	for _, it := range c.touched {
-		c.top.offer(it, c.score[it])
-		c.score[it] = 0
-	}
-	start := len(dst)
-	dst = c.top.appendItems(dst)
-	return fillFromPopular(dst, start, k, c.pop, 2*c.cfg.Depth)
+	return appendVotedThenPopular(dst, k, &c.top, c.touched, c.score, c.pop, 2*c.cfg.Depth)
 }
 
 // Update implements Recommender.

@@ -76,10 +76,18 @@ func (t *topK) appendItems(dst []int32) []int32 {
 	return dst
 }
 
-// fillFromPopular appends to dst, whose list starts at start, the most
-// popular items (up to depth asked of pop) not already in it, until the
-// list holds k, and returns dst: the fill of the neighbourhood baselines.
-func fillFromPopular(dst []int32, start, k int, pop *Popularity, depth int) []int32 {
+// appendVotedThenPopular is how the neighbourhood baselines answer: the k
+// best of the voted items by score (each score is reset to 0 for the next
+// call), then, while the list is short of k, the most popular items (up to
+// depth asked of pop) not already in it. It appends to dst and returns it.
+func appendVotedThenPopular(dst []int32, k int, top *topK, voted []int32, score []float64, pop *Popularity, depth int) []int32 {
+	top.reset(k)
+	for _, it := range voted {
+		top.offer(it, score[it])
+		score[it] = 0
+	}
+	start := len(dst)
+	dst = top.appendItems(dst)
 	if len(dst)-start >= k {
 		return dst
 	}

@@ -136,14 +136,7 @@ func (s *SessionKNN) Recommend(user int32, k int, dst []int32) []int32 {
 	for _, it := range sess {
 		s.weight[it] = 0
 	}
-	s.top.reset(k)
-	for _, it := range s.voted {
-		s.top.offer(it, s.score[it])
-		s.score[it] = 0
-	}
-	start := len(dst)
-	dst = s.top.appendItems(dst)
-	return fillFromPopular(dst, start, k, s.pop, 2*s.cfg.Depth)
+	return appendVotedThenPopular(dst, k, &s.top, s.voted, s.score, s.pop, 2*s.cfg.Depth)
 }
 
 // Update implements Recommender.
