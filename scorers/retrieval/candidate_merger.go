@@ -53,15 +53,6 @@ func NewMerger(sources ...SourceLimit) (*Merger, error) {
 	return &Merger{sources: sources}, nil
 }
 
-// Sources returns the names of the merger's sources, in order.
-func (m *Merger) Sources() []string {
-	names := make([]string, len(m.sources))
-	for i, s := range m.sources {
-		names[i] = s.Source.Name()
-	}
-	return names
-}
-
 // Merge appends to dst the candidates for the user whose window is w: up
 // to each source's limit of items that exclude does not reject (exclude
 // may be nil; the sources skip them, so a list is not left short while a

@@ -272,22 +272,14 @@ func (x *Index) Trend(item int32) float64 {
 }
 
 // Covisits appends item's co-visited items to dst, their weights decayed
-// to now, heaviest first (ties by item index), and returns dst.
+// to now, heaviest first (ties by item index), and returns dst: for
+// inspection and tests; the sources read the lists in place.
 func (x *Index) Covisits(item int32, dst []Edge) []Edge {
-	return x.edges(item, dst, func(s *itemStats) []Edge { return s.covisits })
-}
-
-// Successors appends the items visited right after item, as Covisits does.
-func (x *Index) Successors(item int32, dst []Edge) []Edge {
-	return x.edges(item, dst, func(s *itemStats) []Edge { return s.successors })
-}
-
-func (x *Index) edges(item int32, dst []Edge, pick func(*itemStats) []Edge) []Edge {
 	if item < 0 || int(item) >= len(x.items) {
 		return dst
 	}
 	start := len(dst)
-	for _, e := range pick(&x.items[item]) {
+	for _, e := range x.items[item].covisits {
 		dst = append(dst, Edge{Item: e.Item, Weight: float32(float64(e.Weight) / x.gain)})
 	}
 	slices.SortFunc(dst[start:], heavierFirst)
@@ -309,16 +301,6 @@ func heavierFirst(a, b Edge) int {
 		return 1
 	}
 	return 0
-}
-
-// Popular appends up to n of the most visited items (decayed with the long
-// half-life), most first, and returns dst.
-func (x *Index) Popular(n int, dst []Edge) []Edge { return x.popular.appendTop(n, x.gain, nil, dst) }
-
-// Trending appends up to n of the items most visited lately (the trend
-// half-life), most first, and returns dst.
-func (x *Index) Trending(n int, dst []Edge) []Edge {
-	return x.trendy.appendTop(n, x.trendGain, nil, dst)
 }
 
 // Stats describes an index.
