@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers/models"
@@ -204,10 +203,10 @@ func (st *retrievalStage) run(s *Scorer, rows schemas.EventRows, topK int) error
 				st.mixed = append(st.mixed, int32(row))
 			}
 		}
-		st.learn(s, rows, st.mixed, topK)
+		st.learn(s, rows, st.mixed, nil, topK)
 	case workers <= 1:
 		for _, pi := range st.order {
-			st.learn(s, rows, pi.rows, topK)
+			st.learn(s, rows, pi.rows, pi, topK)
 		}
 	default:
 		var next atomic.Int32
@@ -215,7 +214,7 @@ func (st *retrievalStage) run(s *Scorer, rows schemas.EventRows, topK int) error
 		for range workers {
 			wg.Go(func() {
 				for i := int(next.Add(1)) - 1; i < len(st.order); i = int(next.Add(1)) - 1 {
-					st.learn(s, rows, st.order[i].rows, topK)
+					st.learn(s, rows, st.order[i].rows, st.order[i], topK)
 				}
 			})
 		}
@@ -225,19 +224,22 @@ func (st *retrievalStage) run(s *Scorer, rows schemas.EventRows, topK int) error
 	return nil
 }
 
-// learn runs rows of the batch (one partition's, or all of them in input
-// order): each is learned by its partition's index and its user's window,
-// and a user's items are chosen at their last row.
-func (st *retrievalStage) learn(s *Scorer, rows schemas.EventRows, list []int32, topK int) {
+// learn runs rows of the batch, all of partition pi, or (pi nil) of any
+// partition in input order: each is learned by its partition's index and
+// its user's window, and a user's items are chosen at their last row.
+func (st *retrievalStage) learn(s *Scorer, rows schemas.EventRows, list []int32, pi *partitionIndex, topK int) {
 	b := &s.b
 	maxItems := st.cfg.Index.MaxItems
+	one := pi
 	for _, r := range list {
 		row := int(r)
 		u := b.rowUser[row]
 		bu := &b.users[u]
 		ur := &st.users[bu.slot]
 		part := rows.Partition.Value(row)
-		pi := st.parts[part]
+		if one == nil {
+			pi = st.parts[part]
+		}
 		if b.rowFlag[row]&rowColdRestart != 0 || ur.partition != part {
 			ur.reset()
 			ur.partition = part
@@ -321,22 +323,4 @@ func (st *retrievalStage) usersByPartition(store *state.Store) map[int32][]saved
 		return true
 	})
 	return out
-}
-
-// memory estimates the bytes the stage holds: per-user state (windows and
-// exclude lists, over every slot) and the partitions' indexes with their
-// vocabularies (ids and map entries).
-func (st *retrievalStage) memory() (users, index int64) {
-	const userBytes, visitBytes, mapEntryBytes = int64(unsafe.Sizeof(userRecent{})), 16, 48
-	users = int64(cap(st.users)) * userBytes
-	for i := range st.users {
-		users += int64(cap(st.users[i].window.Visits))*visitBytes + int64(cap(st.users[i].excluded))*4
-	}
-	for _, pi := range st.parts {
-		index += pi.index.Stats().Bytes + int64(cap(pi.ids))*16 + int64(len(pi.ids))*mapEntryBytes
-		for _, id := range pi.ids {
-			index += int64(len(id))
-		}
-	}
-	return users, index
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/recstream/recstream/schemas"
 	"github.com/recstream/recstream/scorers/internal/scorertest"
@@ -361,4 +362,22 @@ func TestRetrievalScorerUserInTwoPartitions(t *testing.T) {
 	if items := got["x"]; len(items) == 0 || items[0] != "i3" {
 		t.Errorf("x's window restarted in partition 1 with i1, whose co-visit there is i3; got %v", items)
 	}
+}
+
+// memory estimates the bytes the stage holds: per-user state (windows and
+// exclude lists, over every slot) and the partitions' indexes with their
+// vocabularies (ids and map entries).
+func (st *retrievalStage) memory() (users, index int64) {
+	const userBytes, visitBytes, mapEntryBytes = int64(unsafe.Sizeof(userRecent{})), 16, 48
+	users = int64(cap(st.users)) * userBytes
+	for i := range st.users {
+		users += int64(cap(st.users[i].window.Visits))*visitBytes + int64(cap(st.users[i].excluded))*4
+	}
+	for _, pi := range st.parts {
+		index += pi.index.Stats().Bytes + int64(cap(pi.ids))*16 + int64(len(pi.ids))*mapEntryBytes
+		for _, id := range pi.ids {
+			index += int64(len(id))
+		}
+	}
+	return users, index
 }

@@ -138,7 +138,9 @@ func (s *Scorer) resolveSlots(rows schemas.EventRows) {
 
 // prepareEvents turns each user's rows into model inputs (item index, type
 // input, decay; a sequence model's history) and works out the user's new
-// clock, position and exclude list, without touching the store yet.
+// clock, position and exclude list, without touching the store yet; it
+// flags the rows applied (and where a user restarts cold) for the
+// retrieval stage, which needs no model inputs.
 func (s *Scorer) prepareEvents(e *engine, rows schemas.EventRows) {
 	b := &s.b
 	nUsers := len(b.users)
@@ -151,6 +153,9 @@ func (s *Scorer) prepareEvents(e *engine, rows schemas.EventRows) {
 	b.hist = slices.Grow(b.hist[:0], nUsers*histLen)[:nUsers*histLen]
 	b.rowFlag = slices.Grow(b.rowFlag[:0], len(b.rowUser))[:len(b.rowUser)]
 	clear(b.rowFlag)
+	// With the retrieval recommender no model runs: each applied event
+	// only moves the user's clock and position (the stage reads the rows).
+	modelInputs := s.retr == nil
 	var skipped uint64
 	for u := range b.users {
 		bu := &b.users[u]
@@ -177,18 +182,19 @@ func (s *Scorer) prepareEvents(e *engine, rows schemas.EventRows) {
 				b.evItem, b.evType, b.evDecay = b.evItem[:bu.evStart], b.evType[:bu.evStart], b.evDecay[:bu.evStart]
 				b.bought, b.histTmp = b.bought[:0], b.histTmp[:0]
 			}
-			decay := float32(1)
-			if bu.newestTs != state.NoTimestamp && ts > bu.newestTs {
-				decay = models.DecayFactor(ts-bu.newestTs, s.halfLifeMs)
+			decay, item, typ := float32(1), int64(0), int64(0)
+			code := rows.Type.Value(i)
+			if modelInputs {
+				if bu.newestTs != state.NoTimestamp && ts > bu.newestTs {
+					decay = models.DecayFactor(ts-bu.newestTs, s.halfLifeMs)
+				}
+				item, typ = int64(e.model.ItemIndex(rows.ItemID.Value(i))), e.typeInput[code]
+				if item == 0 || typ == 0 {
+					// Contributes exactly +0: see UserTowerGraph.
+					item, typ = 0, 0
+				}
 			}
 			bu.newestTs = max(bu.newestTs, ts)
-			code := rows.Type.Value(i)
-			item := int64(e.model.ItemIndex(rows.ItemID.Value(i)))
-			typ := e.typeInput[code]
-			if item == 0 || typ == 0 {
-				// Contributes exactly +0: see UserTowerGraph.
-				item, typ = 0, 0
-			}
 			b.evItem = append(b.evItem, item)
 			b.evType = append(b.evType, typ)
 			b.evDecay = append(b.evDecay, decay)
