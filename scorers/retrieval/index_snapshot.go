@@ -168,3 +168,17 @@ func (r *snapshotReader) edges(limit int) []Edge {
 	}
 	return l
 }
+
+// str reads a string written as a uvarint length and its bytes.
+func (r *snapshotReader) str() string {
+	if r.err != nil {
+		return ""
+	}
+	n, k := binary.Uvarint(r.b)
+	if k <= 0 {
+		r.err = errors.New("truncated")
+		return ""
+	}
+	r.b = r.b[k:]
+	return string(r.bytes(int(n)))
+}
